@@ -1,0 +1,82 @@
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "../../shape.h"
+#include "../pool2d.h"
+#include "strides.h"
+
+namespace pycnn {
+namespace {
+
+constexpr const char* kForward = "pycnn.adaptive_avg_pool2d";
+constexpr const char* kBackward = "pycnn.adaptive_avg_pool2d_backward";
+
+at::Tensor adaptive_avg_pool2d_cpu(const at::Tensor& input, at::IntArrayRef output_size) {
+  const AdaptivePool2dShape s = check_adaptive_pool2d(input, output_size, kForward);
+  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+  const Strides4 is(input), os(output);
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), kForward, [&] {
+    const scalar_t* in = input.const_data_ptr<scalar_t>();
+    scalar_t* out = output.data_ptr<scalar_t>();
+    at::parallel_for(0, s.batch * s.channels, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t n = p / s.channels, c = p % s.channels;
+        const scalar_t* ip = in + n * is.n + c * is.c;
+        scalar_t* op = out + n * os.n + c * os.c;
+        for (int64_t oh = 0; oh < s.out_h; ++oh) {
+          const int64_t h0 = adaptive_start(oh, s.out_h, s.in_h), h1 = adaptive_end(oh, s.out_h, s.in_h);
+          for (int64_t ow = 0; ow < s.out_w; ++ow) {
+            const int64_t w0 = adaptive_start(ow, s.out_w, s.in_w), w1 = adaptive_end(ow, s.out_w, s.in_w);
+            scalar_t sum = 0;
+            for (int64_t ih = h0; ih < h1; ++ih)
+              for (int64_t iw = w0; iw < w1; ++iw) sum += ip[ih * is.h + iw * is.w];
+            op[oh * os.h + ow * os.w] = sum / static_cast<scalar_t>((h1 - h0) * (w1 - w0));
+          }
+        }
+      }
+    });
+  });
+  return output;
+}
+
+at::Tensor adaptive_avg_pool2d_backward_cpu(const at::Tensor& grad_output,
+                                            at::IntArrayRef input_size) {
+  const AdaptivePool2dShape s =
+      check_adaptive_pool2d_backward(grad_output, nullptr, input_size, kBackward);
+  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+  const Strides4 gs(grad_output), is(grad_input);
+  AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), kBackward, [&] {
+    const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
+    scalar_t* gi = grad_input.data_ptr<scalar_t>();
+    at::parallel_for(0, s.batch * s.channels, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t n = p / s.channels, c = p % s.channels;
+        const scalar_t* gop = go + n * gs.n + c * gs.c;
+        scalar_t* gip = gi + n * is.n + c * is.c;
+        for (int64_t h = 0; h < s.in_h; ++h)
+          for (int64_t w = 0; w < s.in_w; ++w) gip[h * is.h + w * is.w] = 0;
+        for (int64_t oh = 0; oh < s.out_h; ++oh) {
+          const int64_t h0 = adaptive_start(oh, s.out_h, s.in_h), h1 = adaptive_end(oh, s.out_h, s.in_h);
+          for (int64_t ow = 0; ow < s.out_w; ++ow) {
+            const int64_t w0 = adaptive_start(ow, s.out_w, s.in_w), w1 = adaptive_end(ow, s.out_w, s.in_w);
+            const scalar_t share =
+                gop[oh * gs.h + ow * gs.w] / static_cast<scalar_t>((h1 - h0) * (w1 - w0));
+            for (int64_t ih = h0; ih < h1; ++ih)
+              for (int64_t iw = w0; iw < w1; ++iw) gip[ih * is.h + iw * is.w] += share;
+          }
+        }
+      }
+    });
+  });
+  return grad_input;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pycnn, CPU, m) {
+  m.impl("adaptive_avg_pool2d", &adaptive_avg_pool2d_cpu);
+  m.impl("adaptive_avg_pool2d_backward", &adaptive_avg_pool2d_backward_cpu);
+}
+
+}  // namespace pycnn

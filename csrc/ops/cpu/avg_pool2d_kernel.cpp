@@ -1,0 +1,95 @@
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "../../shape.h"
+#include "../pool2d.h"
+#include "strides.h"
+
+namespace pycnn {
+namespace {
+
+// torch's divisor: the override if given, else the window's area counting
+// padding (count_include_pad) or only the input elements it covers.
+inline int64_t avg_divisor(const AvgWindow& wh, const AvgWindow& ww, bool count_include_pad,
+                           std::optional<int64_t> divisor_override) {
+  if (divisor_override.has_value()) return *divisor_override;
+  if (count_include_pad) return wh.padded_len * ww.padded_len;
+  return (wh.end - wh.begin) * (ww.end - ww.begin);
+}
+
+at::Tensor avg_pool2d_cpu(const at::Tensor& input, at::IntArrayRef kernel_size,
+                          at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode,
+                          bool count_include_pad, std::optional<int64_t> divisor_override) {
+  const Pool2dShape s =
+      check_avg_pool2d(input, kernel_size, stride, padding, ceil_mode, divisor_override);
+  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+  const Strides4 is(input), os(output);
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "pycnn.avg_pool2d", [&] {
+    const scalar_t* in = input.const_data_ptr<scalar_t>();
+    scalar_t* out = output.data_ptr<scalar_t>();
+    at::parallel_for(0, s.batch * s.channels, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t n = p / s.channels, c = p % s.channels;
+        const scalar_t* ip = in + n * is.n + c * is.c;
+        scalar_t* op = out + n * os.n + c * os.c;
+        for (int64_t oh = 0; oh < s.out_h; ++oh) {
+          const AvgWindow wh = avg_pool_window(oh, s.in_h, s.kernel_h, s.stride_h, s.pad_h);
+          for (int64_t ow = 0; ow < s.out_w; ++ow) {
+            const AvgWindow ww = avg_pool_window(ow, s.in_w, s.kernel_w, s.stride_w, s.pad_w);
+            scalar_t sum = 0;
+            for (int64_t ih = wh.begin; ih < wh.end; ++ih)
+              for (int64_t iw = ww.begin; iw < ww.end; ++iw) sum += ip[ih * is.h + iw * is.w];
+            const int64_t divisor = avg_divisor(wh, ww, count_include_pad, divisor_override);
+            op[oh * os.h + ow * os.w] = divisor == 0 ? sum : sum / static_cast<scalar_t>(divisor);
+          }
+        }
+      }
+    });
+  });
+  return output;
+}
+
+at::Tensor avg_pool2d_backward_cpu(const at::Tensor& grad_output, at::IntArrayRef input_size,
+                                   at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                                   at::IntArrayRef padding, bool ceil_mode,
+                                   bool count_include_pad, std::optional<int64_t> divisor_override) {
+  const Pool2dShape s = check_avg_pool2d_backward(grad_output, input_size, kernel_size, stride,
+                                                  padding, ceil_mode, divisor_override);
+  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+  const Strides4 gs(grad_output), is(grad_input);
+  AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "pycnn.avg_pool2d_backward", [&] {
+    const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
+    scalar_t* gi = grad_input.data_ptr<scalar_t>();
+    at::parallel_for(0, s.batch * s.channels, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t n = p / s.channels, c = p % s.channels;
+        const scalar_t* gop = go + n * gs.n + c * gs.c;
+        scalar_t* gip = gi + n * is.n + c * is.c;
+        for (int64_t h = 0; h < s.in_h; ++h)
+          for (int64_t w = 0; w < s.in_w; ++w) gip[h * is.h + w * is.w] = 0;
+        for (int64_t oh = 0; oh < s.out_h; ++oh) {
+          const AvgWindow wh = avg_pool_window(oh, s.in_h, s.kernel_h, s.stride_h, s.pad_h);
+          for (int64_t ow = 0; ow < s.out_w; ++ow) {
+            const AvgWindow ww = avg_pool_window(ow, s.in_w, s.kernel_w, s.stride_w, s.pad_w);
+            const int64_t divisor = avg_divisor(wh, ww, count_include_pad, divisor_override);
+            const scalar_t g = gop[oh * gs.h + ow * gs.w];
+            const scalar_t share = divisor == 0 ? g : g / static_cast<scalar_t>(divisor);
+            for (int64_t ih = wh.begin; ih < wh.end; ++ih)
+              for (int64_t iw = ww.begin; iw < ww.end; ++iw) gip[ih * is.h + iw * is.w] += share;
+          }
+        }
+      }
+    });
+  });
+  return grad_input;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pycnn, CPU, m) {
+  m.impl("avg_pool2d", &avg_pool2d_cpu);
+  m.impl("avg_pool2d_backward", &avg_pool2d_backward_cpu);
+}
+
+}  // namespace pycnn

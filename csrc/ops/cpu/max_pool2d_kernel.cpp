@@ -1,0 +1,112 @@
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <limits>
+
+#include "../../shape.h"
+#include "../pool2d.h"
+#include "strides.h"
+
+namespace pycnn {
+namespace {
+
+template <typename scalar_t>
+void max_pool_plane(const scalar_t* in, Strides4 is, scalar_t* out, int64_t* idx, Strides4 os,
+                    const Pool2dShape& s) {
+  for (int64_t oh = 0; oh < s.out_h; ++oh) {
+    const int64_t h0 = oh * s.stride_h - s.pad_h;
+    const TapRange th = valid_taps(h0, s.in_h, s.kernel_h, s.dilation_h);
+    for (int64_t ow = 0; ow < s.out_w; ++ow) {
+      const int64_t w0 = ow * s.stride_w - s.pad_w;
+      const TapRange tw = valid_taps(w0, s.in_w, s.kernel_w, s.dilation_w);
+      // torch's rule: NaN wins, the first maximum wins among equals, and an
+      // all -inf window reports its first valid element.
+      int64_t best = (h0 + th.first * s.dilation_h) * s.in_w + (w0 + tw.first * s.dilation_w);
+      scalar_t best_val = -std::numeric_limits<scalar_t>::infinity();
+      for (int64_t kh = th.first; kh < th.last; ++kh) {
+        const int64_t ih = h0 + kh * s.dilation_h;
+        for (int64_t kw = tw.first; kw < tw.last; ++kw) {
+          const int64_t iw = w0 + kw * s.dilation_w;
+          const scalar_t v = in[ih * is.h + iw * is.w];
+          if (v > best_val || std::isnan(v)) {
+            best_val = v;
+            best = ih * s.in_w + iw;
+          }
+        }
+      }
+      out[oh * os.h + ow * os.w] = best_val;
+      idx[oh * os.h + ow * os.w] = best;
+    }
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> max_pool2d_cpu(const at::Tensor& input,
+                                                  at::IntArrayRef kernel_size,
+                                                  at::IntArrayRef stride, at::IntArrayRef padding,
+                                                  at::IntArrayRef dilation, bool ceil_mode) {
+  const Pool2dShape s = check_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode);
+  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+  at::Tensor indices = empty_in_layout_of(s.output_size(), input, at::kLong);
+  const Strides4 is(input), os(output);
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "pycnn.max_pool2d", [&] {
+    const scalar_t* in = input.const_data_ptr<scalar_t>();
+    scalar_t* out = output.data_ptr<scalar_t>();
+    int64_t* idx = indices.data_ptr<int64_t>();
+    at::parallel_for(0, s.batch * s.channels, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t n = p / s.channels, c = p % s.channels;
+        const int64_t ioff = n * is.n + c * is.c, ooff = n * os.n + c * os.c;
+        max_pool_plane(in + ioff, is, out + ooff, idx + ooff, os, s);
+      }
+    });
+  });
+  return {output, indices};
+}
+
+at::Tensor max_pool2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indices,
+                                   at::IntArrayRef input_size, at::IntArrayRef kernel_size,
+                                   at::IntArrayRef stride, at::IntArrayRef padding,
+                                   at::IntArrayRef dilation, bool ceil_mode) {
+  const Pool2dShape s = check_max_pool2d_backward(grad_output, indices, input_size, kernel_size,
+                                                  stride, padding, dilation, ceil_mode);
+  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+  const Strides4 gs(grad_output), xs(indices), is(grad_input);
+  const int64_t plane = s.in_h * s.in_w;
+  AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "pycnn.max_pool2d_backward", [&] {
+    const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
+    const int64_t* idx = indices.const_data_ptr<int64_t>();
+    scalar_t* gi = grad_input.data_ptr<scalar_t>();
+    // One plane per task: the scatter below never crosses planes, so it
+    // needs no atomics and its order is fixed.
+    at::parallel_for(0, s.batch * s.channels, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t n = p / s.channels, c = p % s.channels;
+        scalar_t* gplane = gi + n * is.n + c * is.c;
+        for (int64_t h = 0; h < s.in_h; ++h)
+          for (int64_t w = 0; w < s.in_w; ++w) gplane[h * is.h + w * is.w] = 0;
+        const scalar_t* gop = go + n * gs.n + c * gs.c;
+        const int64_t* ip = idx + n * xs.n + c * xs.c;
+        for (int64_t oh = 0; oh < s.out_h; ++oh) {
+          for (int64_t ow = 0; ow < s.out_w; ++ow) {
+            const int64_t target = ip[oh * xs.h + ow * xs.w];
+            TORCH_CHECK(target >= 0 && target < plane, "pycnn.max_pool2d_backward: index ",
+                        target, " is outside the input plane of ", s.in_h, " x ", s.in_w);
+            gplane[(target / s.in_w) * is.h + (target % s.in_w) * is.w] += gop[oh * gs.h + ow * gs.w];
+          }
+        }
+      }
+    });
+  });
+  return grad_input;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pycnn, CPU, m) {
+  m.impl("max_pool2d_with_indices", &max_pool2d_cpu);
+  m.impl("max_pool2d_backward", &max_pool2d_backward_cpu);
+}
+
+}  // namespace pycnn

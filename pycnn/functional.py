@@ -1,0 +1,154 @@
+"""torch.nn.functional's convolution and pooling, computed by pycnn's kernels.
+
+Same signatures, defaults and results as torch.nn.functional: unbatched
+(C, H, W) inputs, ints or pairs for every window option, padding='same' and
+'valid', return_indices, and None entries in an adaptive output_size.
+"""
+from numbers import Integral
+
+import torch
+
+from .ops import ops
+
+__all__ = ["conv2d", "max_pool2d", "max_pool2d_with_indices", "avg_pool2d",
+           "adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_max_pool2d_with_indices"]
+
+
+def _is_int(value):
+    return isinstance(value, Integral) and not isinstance(value, bool) or isinstance(value, torch.SymInt)
+
+
+def _pair(value, op, name):
+    """An int or a pair of ints as a 2-tuple; anything else is a ValueError naming `name`."""
+    if _is_int(value):
+        return (int(value), int(value)) if isinstance(value, Integral) else (value, value)
+    if isinstance(value, (tuple, list, torch.Size)) and len(value) in (1, 2) and all(map(_is_int, value)):
+        return (value[0], value[-1])
+    raise ValueError(f"pycnn.{op}: {name} must be an int or a pair of ints, got {name}={value!r}")
+
+
+def _check_tensor(input, op):
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"pycnn.{op}: input must be a Tensor, got {type(input).__name__}")
+    if input.dim() not in (3, 4):
+        raise ValueError(f"pycnn.{op}: expected input to be 3-D (C, H, W) or 4-D (N, C, H, W), "
+                         f"got a {input.dim()}-D tensor of shape {list(input.shape)}")
+
+
+def _batched(input):
+    """(input as 4-D, whether a batch dimension was added)."""
+    return (input.unsqueeze(0), True) if input.dim() == 3 else (input, False)
+
+
+def _unbatched(output, added):
+    return output.squeeze(0) if added else output
+
+
+def _same_padding(weight, dilation, stride):
+    """torch's padding='same': (symmetric padding, extra right/bottom padding)."""
+    if stride != (1, 1):
+        raise ValueError(f"pycnn.conv2d: padding='same' is not supported for strided "
+                         f"convolutions, got stride={stride}")
+    total = [dilation[i] * (weight.shape[2 + i] - 1) for i in range(2)]
+    left = tuple(t // 2 for t in total)
+    extra = tuple(t - 2 * l for t, l in zip(total, left))
+    return left, extra
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """torch.nn.functional.conv2d with pycnn's kernels."""
+    _check_tensor(input, "conv2d")
+    stride = _pair(stride, "conv2d", "stride")
+    dilation = _pair(dilation, "conv2d", "dilation")
+    if not _is_int(groups):
+        raise ValueError(f"pycnn.conv2d: groups must be an int, got groups={groups!r}")
+    input, added = _batched(input)
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0, 0)
+        elif padding == "same":
+            if weight.dim() != 4:
+                raise ValueError(f"pycnn.conv2d: expected weight to be 4-D, got shape {list(weight.shape)}")
+            padding, extra = _same_padding(weight, dilation, stride)
+            if any(extra):
+                # An odd total padding puts the extra row/column at the end, as torch does.
+                input = torch.nn.functional.pad(input, (0, extra[1], 0, extra[0]))
+        else:
+            raise ValueError(f"pycnn.conv2d: padding must be 'same', 'valid', an int or a pair "
+                             f"of ints, got padding={padding!r}")
+    else:
+        padding = _pair(padding, "conv2d", "padding")
+    return _unbatched(ops.conv2d(input, weight, bias, stride, padding, dilation, groups), added)
+
+
+def _pool_options(op, kernel_size, stride, padding, dilation=1):
+    kernel_size = _pair(kernel_size, op, "kernel_size")
+    stride = kernel_size if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) \
+        else _pair(stride, op, "stride")
+    return kernel_size, stride, _pair(padding, op, "padding"), _pair(dilation, op, "dilation")
+
+
+def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1,
+                            ceil_mode=False, return_indices=True):
+    """(output, indices) of torch.nn.functional.max_pool2d_with_indices."""
+    _check_tensor(input, "max_pool2d")
+    kernel_size, stride, padding, dilation = _pool_options("max_pool2d", kernel_size, stride,
+                                                           padding, dilation)
+    input, added = _batched(input)
+    output, indices = ops.max_pool2d_with_indices(input, kernel_size, stride, padding, dilation,
+                                                  bool(ceil_mode))
+    return _unbatched(output, added), _unbatched(indices, added)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """torch.nn.functional.max_pool2d with pycnn's kernels."""
+    output, indices = max_pool2d_with_indices(input, kernel_size, stride, padding, dilation,
+                                              ceil_mode)
+    return (output, indices) if return_indices else output
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    """torch.nn.functional.avg_pool2d with pycnn's kernels."""
+    _check_tensor(input, "avg_pool2d")
+    kernel_size, stride, padding, _ = _pool_options("avg_pool2d", kernel_size, stride, padding)
+    if divisor_override is not None and not _is_int(divisor_override):
+        raise ValueError(f"pycnn.avg_pool2d: divisor_override must be an int or None, "
+                         f"got divisor_override={divisor_override!r}")
+    input, added = _batched(input)
+    output = ops.avg_pool2d(input, kernel_size, stride, padding, bool(ceil_mode),
+                            bool(count_include_pad), divisor_override)
+    return _unbatched(output, added)
+
+
+def _adaptive_size(input, output_size, op):
+    """output_size as a pair; None keeps that input dimension, as in torch."""
+    if isinstance(output_size, (tuple, list, torch.Size)) and len(output_size) == 2:
+        size = tuple(input.shape[-2 + i] if s is None else s for i, s in enumerate(output_size))
+    else:
+        size = output_size
+    return _pair(size, op, "output_size")
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """torch.nn.functional.adaptive_avg_pool2d with pycnn's kernels."""
+    _check_tensor(input, "adaptive_avg_pool2d")
+    size = _adaptive_size(input, output_size, "adaptive_avg_pool2d")
+    input, added = _batched(input)
+    return _unbatched(ops.adaptive_avg_pool2d(input, size), added)
+
+
+def adaptive_max_pool2d_with_indices(input, output_size, return_indices=True):
+    """(output, indices) of torch.nn.functional.adaptive_max_pool2d_with_indices."""
+    _check_tensor(input, "adaptive_max_pool2d")
+    size = _adaptive_size(input, output_size, "adaptive_max_pool2d")
+    input, added = _batched(input)
+    output, indices = ops.adaptive_max_pool2d(input, size)
+    return _unbatched(output, added), _unbatched(indices, added)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    """torch.nn.functional.adaptive_max_pool2d with pycnn's kernels."""
+    output, indices = adaptive_max_pool2d_with_indices(input, output_size)
+    return (output, indices) if return_indices else output
