@@ -5,6 +5,7 @@
 #include <Python.h>
 #include <torch/version.h>
 
+#include "ops/common.h"
 #include "ops/cpu/cpu_features.h"
 
 namespace {
@@ -29,7 +30,16 @@ PyObject* set_cpu_isa(PyObject*, PyObject* arg) {
   Py_RETURN_NONE;
 }
 
+PyObject* set_poison_outputs(PyObject*, PyObject* arg) {
+  const int enabled = PyObject_IsTrue(arg);
+  if (enabled < 0) return nullptr;
+  pycnn::set_poison_outputs(enabled != 0);
+  Py_RETURN_NONE;
+}
+
 PyMethodDef methods[] = {
+    {"set_poison_outputs", set_poison_outputs, METH_O,
+     "Test mode: fill every output with NaN (indices with -1) before the kernel writes it."},
     {"set_cpu_isa", set_cpu_isa, METH_O,
      "Caps the CPU kernels at an instruction set: 'generic', 'avx2' or 'avx512'."},
     {"cpu_isa", cpu_isa, METH_NOARGS,

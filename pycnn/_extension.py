@@ -37,3 +37,9 @@ def set_cpu_isa(isa: str) -> None:
     """Caps the CPU kernels at an instruction set ('generic', 'avx2', 'avx512'),
     for example to test the paths a CPU without AVX-512 takes."""
     _C.set_cpu_isa(isa)
+
+
+def set_poison_outputs(enabled: bool) -> None:
+    """Test mode: kernels' outputs start as NaN (indices as -1), so that an
+    element a kernel fails to write cannot pass a comparison by luck."""
+    _C.set_poison_outputs(bool(enabled))

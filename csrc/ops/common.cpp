@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <atomic>
+#include <limits>
 #include <sstream>
 
 namespace pycnn {
@@ -65,11 +67,30 @@ bool is_channels_last(const at::Tensor& t) {
   return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
+namespace {
+std::atomic<bool> poison_enabled{false};
+}
+
+void set_poison_outputs(bool enabled) { poison_enabled.store(enabled); }
+bool poison_outputs() { return poison_enabled.load(); }
+
+at::Tensor empty_output(c10::IntArrayRef sizes, const at::TensorOptions& options) {
+  at::Tensor out = at::empty(sizes, options);
+  if (poison_outputs()) {
+    if (at::isFloatingType(out.scalar_type())) {
+      out.fill_(std::numeric_limits<double>::quiet_NaN());
+    } else {
+      out.fill_(-1);
+    }
+  }
+  return out;
+}
+
 at::Tensor empty_in_layout_of(c10::IntArrayRef sizes, const at::Tensor& like,
                               c10::ScalarType dtype) {
   const auto format =
       is_channels_last(like) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  return at::empty(sizes, like.options().dtype(dtype).memory_format(format));
+  return empty_output(sizes, like.options().dtype(dtype).memory_format(format));
 }
 
 at::Tensor empty_in_layout_of(c10::IntArrayRef sizes, const at::Tensor& like) {

@@ -40,6 +40,14 @@ void check_grad_output_shape(const at::Tensor& grad_output, c10::IntArrayRef exp
 // (and not also plain contiguous), as torch does.  The Python fake kernels
 // apply the same rule so that eager and compiled strides agree.
 bool is_channels_last(const at::Tensor& t);
+
+// Test mode: every output the kernels allocate is first filled with NaN
+// (indices with -1), so that an element a kernel forgets to write shows up
+// in a comparison instead of passing by luck as uninitialised zeros.
+void set_poison_outputs(bool enabled);
+bool poison_outputs();
+// Every output a kernel returns is allocated here (poisoned in test mode).
+at::Tensor empty_output(c10::IntArrayRef sizes, const at::TensorOptions& options);
 at::Tensor empty_in_layout_of(c10::IntArrayRef sizes, const at::Tensor& like,
                               c10::ScalarType dtype);
 at::Tensor empty_in_layout_of(c10::IntArrayRef sizes, const at::Tensor& like);

@@ -153,7 +153,7 @@ at::Tensor conv2d_weight_backward_cpu(const at::Tensor& grad_output, const at::T
                                       int64_t groups) {
   const Conv2dShape s = check_conv2d_weight_backward(grad_output, input, weight_size, stride,
                                                      padding, dilation, groups);
-  at::Tensor grad_weight = at::empty(weight_size, grad_output.options());
+  at::Tensor grad_weight = empty_output(weight_size, grad_output.options());
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "pycnn.conv2d_weight_backward", [&] {
     conv2d_weight_backward_direct<scalar_t>(grad_output, input, grad_weight, s);
   });
@@ -164,7 +164,7 @@ at::Tensor conv2d_bias_backward_cpu(const at::Tensor& grad_output) {
   check_conv2d_bias_backward(grad_output);
   const int64_t batch = grad_output.size(0), channels = grad_output.size(1);
   const int64_t height = grad_output.size(2), width = grad_output.size(3);
-  at::Tensor grad_bias = at::empty({channels}, grad_output.options());
+  at::Tensor grad_bias = empty_output({channels}, grad_output.options());
   const Strides4 gs(grad_output);
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "pycnn.conv2d_bias_backward", [&] {
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
