@@ -13,7 +13,8 @@
 # $OUT/gpu_check.log when OUT is set, else build/gpu_check.log; the
 # benchmark's rows also go to gpu_bench.json beside it.  Safe to run again:
 # the build is incremental, and a build made against another torch is
-# discarded first.  Exit status: non-zero if the build or a test failed.
+# discarded first.  Exit status: 1 if the build or a test failed, 2 if no
+# GPU was visible (the build was still checked), else 0.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -98,6 +99,8 @@ bench_rc=$?
 cat "$bench_out" >>"$LOG"
 
 say ""
+gpu=$($PY -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null)
+[[ $gpu == 1 ]] || say "NO GPU VISIBLE: the CUDA tests were skipped and nothing was measured"
 say "=== done in ${SECONDS}s: build ok; tests: $test_summary; benchmark exit $bench_rc; full log $LOG"
 if ((bench_rc == 0)); then
   # The table, last.
@@ -105,4 +108,5 @@ if ((bench_rc == 0)); then
 else
   tail -20 "$bench_out"
 fi
-((test_rc == 0))
+((test_rc == 0)) || exit 1
+[[ $gpu == 1 ]] || exit 2
