@@ -15,7 +15,7 @@
 // test builds it with torch.utils.cpp_extension.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
-#include <torch/extension.h>
+#include <torch/python.h>
 
 #include <cmath>
 #include <vector>
