@@ -17,7 +17,7 @@ namespace gpu {
 // weight order, K = batch x output pixels.  A step is kTileK consecutive
 // pixels of one image, so that decoding a pixel costs one division.
 //
-// K is usually far longer than M and N are wide, so the pixels are split
+// K (every pixel of the batch) is usually far longer than M and N, so it is split
 // into `splits` ranges, each summed by its own tiles into a slice of a
 // workspace; SumSplits then adds the slices in split order.  Both
 // the split count and every summation order depend only on the shapes:
