@@ -273,15 +273,29 @@ def fit(cfg: TrainConfig, build_model: Optional[Callable] = None, input_shape=No
         raise ValueError(f"train: optimizer={cfg.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise ValueError(f"train: epochs={cfg.epochs} and batch_size={cfg.batch_size} must be positive")
-    if cfg.threads is not None:
-        if cfg.threads < 1:
-            raise ValueError(f"train: threads={cfg.threads} must be positive")
-        torch.set_num_threads(cfg.threads)
+    if cfg.max_shift < 0:
+        raise ValueError(f"train: shift={cfg.shift} must be 0 (off) or positive")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ValueError(f"train: threads={cfg.threads} must be positive")
+    saved_threads = torch.get_num_threads()
+    threads = cfg.threads or default_threads(cfg)
+    if threads:
+        torch.set_num_threads(threads)
     processes = start_processes(cfg.device)
     try:
         return _fit(cfg, processes, build_model, input_shape, started)
     finally:
         processes.close()
+        torch.set_num_threads(saved_threads)
+
+
+def default_threads(cfg):
+    """Threads when --threads is not given: one for LeNet-5 on the CPU, whose
+    layers are too small to share (a batch of 32 is about 13 million
+    multiply-adds, and threads spend more waiting for each other than they
+    save: two threads ran 3 to 10 times slower than one on the shared 2-core
+    machine), otherwise None (torch's default)."""
+    return 1 if cfg.model.startswith("lenet5") and cfg.device == "cpu" else None
 
 
 def _fit(cfg, processes, build_model, input_shape, started):
@@ -324,10 +338,12 @@ def _fit(cfg, processes, build_model, input_shape, started):
             model, device_ids=[processes.device.index] if processes.device.type == "cuda" else None)
 
     train_images, train_labels = split.train
-    sampler = DistributedSampler(TensorDataset(train_images, train_labels), num_replicas=processes.world,
-                                 rank=processes.rank, shuffle=True, seed=cfg.seed)
-    loader = DataLoader(TensorDataset(train_images, train_labels), batch_size=cfg.batch_size // processes.world,
-                        sampler=sampler)
+    # Each item carries its index, so that its augmentation depends on the
+    # image and the epoch alone, not on which process draws it.
+    dataset = TensorDataset(train_images, train_labels, torch.arange(len(train_labels)))
+    sampler = DistributedSampler(dataset, num_replicas=processes.world, rank=processes.rank, shuffle=True,
+                                 seed=cfg.seed)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size // processes.world, sampler=sampler)
 
     _announce(cfg, processes, split, model, start_epoch)
     show_bar = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
@@ -360,11 +376,15 @@ def _fit(cfg, processes, build_model, input_shape, started):
     return result
 
 
+def _count(n, noun):
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _announce(cfg, processes, split, model, start_epoch):
     from ._extension import cpu_isa
     layers = "torch's layers (--torch-layers)" if cfg.torch_layers else "pycnn's kernels"
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    where = (f"{processes.device.type}, {cpu_isa()}, {torch.get_num_threads()} thread(s)"
+    where = (f"{processes.device.type}, {cpu_isa()}, {_count(torch.get_num_threads(), 'thread')}"
              if processes.device.type == "cpu" else str(processes.device))
     if processes.world > 1:
         where += f", {processes.world} processes ({dist.get_backend()})"
@@ -375,18 +395,25 @@ def _announce(cfg, processes, split, model, start_epoch):
          f"{split.num_classes} classes")
     _log(cfg, processes,
          f"  convolutions and pools on {layers} ({where}); {cfg.optimizer} lr {cfg.learning_rate:g} "
-         f"({cfg.schedule}), batch {cfg.batch_size}, {cfg.epochs} epochs, seed {cfg.seed}")
+         f"({cfg.schedule}), batch {cfg.batch_size}, {_count(cfg.epochs, 'epoch')}, seed {cfg.seed}")
     if start_epoch < cfg.epochs:
         _log(cfg, processes, train_report.EPOCH_HEADER)
 
 
-def random_shift(images, max_shift):
-    """Each image moved by its own random offset of up to max_shift pixels in
-    each direction, wrapping around: the digits' blank margin (4 pixels on the
-    canvas) comes back in on the other side, so no stroke is cut."""
+def epoch_shifts(cfg, epoch, count):
+    """(count, 2) random offsets in [-max_shift, max_shift] for every training
+    image of an epoch, drawn from the seed and the epoch alone: the same for
+    any number of processes, and again on resume."""
+    generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    return torch.randint(-cfg.max_shift, cfg.max_shift + 1, (count, 2), generator=generator)
+
+
+def shift_images(images, offsets):
+    """Each image moved by its (dy, dx) offset, wrapping around: the digits'
+    blank margin (4 pixels on the canvas) comes back in on the other side,
+    so no stroke is cut."""
     n, c, h, w = images.shape
-    dy = torch.randint(-max_shift, max_shift + 1, (n, 1))
-    dx = torch.randint(-max_shift, max_shift + 1, (n, 1))
+    dy, dx = offsets[:, :1], offsets[:, 1:]
     rows = (torch.arange(h).view(1, h) - dy) % h
     columns = (torch.arange(w).view(1, w) - dx) % w
     index = (rows.view(n, 1, h, 1) * w + columns.view(n, 1, 1, w)).expand(n, c, h, w).reshape(n, c, h * w)
@@ -400,9 +427,10 @@ def _train_epoch(cfg, processes, model, optimizer, loader, epoch, show_bar):
     started = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show_bar, leave=False,
                unit="batch", dynamic_ncols=True, file=sys.stderr)
-    for images, labels in bar:
-        if cfg.max_shift:
-            images = random_shift(images, cfg.max_shift)
+    offsets = epoch_shifts(cfg, epoch, len(loader.dataset)) if cfg.max_shift else None
+    for images, labels, indices in bar:
+        if offsets is not None:
+            images = shift_images(images, offsets[indices])
         images, labels = images.to(processes.device), labels.to(processes.device)
         logits = model(images)
         loss = TF.cross_entropy(logits, labels)
@@ -414,7 +442,7 @@ def _train_epoch(cfg, processes, model, optimizer, loader, epoch, show_bar):
         seen += len(labels)
         if show_bar:
             rate = seen * processes.world / max(time.perf_counter() - started, 1e-9)
-            bar.set_postfix_str(f"loss {loss_sum / seen:.4f}  {rate:.0f} img/s")
+            bar.set_postfix_str(f"loss {loss_sum / seen:.4f}  {rate:.0f} img/s", refresh=False)
     seconds = time.perf_counter() - started
     loss_sum, correct, seen = processes.all_sum([loss_sum, correct, seen])
     return {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
@@ -499,7 +527,9 @@ def add_arguments(parser):
                         help="augmentation: random translation by up to PIXELS (default 2 on digits "
                              "and mnist, 0 on fake)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads per process (default: 1 for LeNet-5, whose layers are too small "
+                             "to share between threads; torch's default for the other models)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--torch-layers", action="store_true",
                         help="the same model with torch's convolution and pooling layers, for comparison")
