@@ -294,11 +294,16 @@ def test_torch_layers_run_trains_alongside(tmp_path, reference_run):
     state = checkpoint.load(theirs.checkpoint)
     assert state["torch_layers"] and state["complete"]
     # Same start, same batches, same shifts; only the order of float32 sums
-    # differs, and the difference grows through training (measured between
-    # 2e-6 and 1e-3 after 3 epochs; the largest weights are about 0.3).
+    # differs, and Adam lets the difference grow (measured after 3 epochs: up
+    # to 3.5 % of a tensor's norm, predictions agreeing on 99.7 % of the test
+    # split, accuracies one image apart).
     assert abs(theirs.test_accuracy - result.test_accuracy) <= 3 / 360
     for key, value in reference["state_dict"].items():
-        torch.testing.assert_close(state["state_dict"][key], value, rtol=0, atol=2e-2)
+        assert (state["state_dict"][key] - value).norm() <= 0.1 * value.norm(), key
+    test_images = data.digits().test[0]
+    ours = train.logits_of(result.model, test_images, "cpu").argmax(1)
+    torchs = train.logits_of(theirs.model, test_images, "cpu").argmax(1)
+    assert (ours == torchs).double().mean() >= 0.97
 
 
 def test_default_options_and_shift_augmentation():
