@@ -60,18 +60,38 @@ class Difference:
         return not self.judged or self.max_rel <= self.tolerance
 
 
+def _chunks(t, size=1 << 22):
+    t = t.detach()
+    if t.dtype in (torch.float16, torch.bfloat16):
+        t = t.float()
+    return t.reshape(-1).split(size)
+
+
+def _max_abs(t):
+    return max((c.abs().max().item() for c in _chunks(t)), default=0.0)
+
+
+def _max_abs_difference(a, b):
+    """max|a - b|, a few million elements at a time (a VGG's classifier
+    gradient has 103 M); inf when any element is NaN or infinite on either side."""
+    largest = 0.0
+    for x, y in zip(_chunks(a), _chunks(b)):
+        chunk = (x - y).abs().max().item()
+        if chunk != chunk:  # NaN
+            return float("inf")
+        largest = max(largest, chunk)
+    return largest
+
+
 def compare(case, tensor, ours, reference, tolerance, device, scale=0.0):
     """The difference of two tensors; `scale`, when larger than max|reference|,
     is the magnitude the difference is measured against instead."""
-    ours, reference = ours.detach().double(), reference.detach().double()
     if ours.shape != reference.shape:
         return Difference(case, f"{tensor} shape {list(ours.shape)} != {list(reference.shape)}",
                           reference.dtype, device, float("inf"), float("inf"), tolerance)
-    max_abs = (ours - reference).abs().max().item() if ours.numel() else 0.0
-    scale = max(reference.abs().max().item() if reference.numel() else 0.0, scale)
+    max_abs = _max_abs_difference(ours, reference)
+    scale = max(_max_abs(reference), scale)
     max_rel = max_abs / scale if scale > 0 else max_abs
-    if not torch.isfinite(ours).all() and not torch.equal(ours.isnan(), reference.isnan()):
-        max_abs = max_rel = float("inf")
     return Difference(case, tensor, None, device, max_abs, max_rel, tolerance)
 
 
@@ -191,6 +211,11 @@ class ModelReport:
     isolated: list = dataclasses.field(default_factory=list)  # per pycnn layer call, alone
     seconds: float = 0.0
     notes: list = dataclasses.field(default_factory=list)
+    # Wall time of each side's forward and backward (pycnn's model, torch's
+    # reference; in float32 including each layer alone), and of building both.
+    seconds_pycnn: float = 0.0
+    seconds_torch: float = 0.0
+    seconds_build: float = 0.0
 
     @property
     def rows(self):
@@ -383,7 +408,7 @@ def _layer_scales(grads):
     scales = {}
     for name, grad in grads.items():
         owner = name.rsplit(".", 1)[0] if "." in name else ""
-        scales[owner] = max(scales.get(owner, 0.0), grad.abs().max().item() if grad.numel() else 0.0)
+        scales[owner] = max(scales.get(owner, 0.0), _max_abs(grad))
     return scales
 
 
@@ -400,9 +425,14 @@ def compare_models(name, ours, reference, input_shape, dtype, device, tolerance=
     x = torch.randn(input_shape, generator=generator, dtype=torch.float64, device=device).to(dtype)
     ours_layers = dict(named_layers(ours))
     pycnn_layers = {n for n, m in ours_layers.items() if _runs_pycnn(m)} if isolate else set()
+    timer = {"pycnn": 0.0, "torch": 0.0}
     with _exact_float32():
+        clock = time.perf_counter()
         mine = run_and_record(ours, x, seed + 1)
+        timer["pycnn"] += time.perf_counter() - clock
+        clock = time.perf_counter()
         theirs = run_and_record(reference, x, seed + 1, inputs_of=pycnn_layers)
+        timer["torch"] += time.perf_counter() - clock
 
     def diff(case, tensor, a, b, judged=True, scale=0.0, tol=tolerance):
         row = compare(case, tensor, a, b, tol, device, scale)
@@ -421,6 +451,7 @@ def compare_models(name, ours, reference, input_shape, dtype, device, tolerance=
 
     layers, isolated, notes = [], [], []
     reference_layers = dict(named_layers(reference))
+    alone_checked = {}
     for lname, calls in mine[3].items():
         other = theirs[3].get(lname)
         if other is None:
@@ -437,18 +468,35 @@ def compare_models(name, ours, reference, input_shape, dtype, device, tolerance=
             elif "grad_output" in a:
                 layers.append(diff(label, "grad_output", a["grad_output"], b["grad_output"], chain_judged))
             if lname in pycnn_layers and "grad_output" in b:
-                isolated += _compare_alone(label, ours_layers[lname], reference_layers[lname], b, diff,
-                                           ISOLATED_TOLERANCES[dtype])
+                # A layer alone is checked once per kind, options and input shape:
+                # ResNet-152's 36 blocks of layer3 repeat a few convolutions.
+                layer = ours_layers[lname]
+                kind = (type(layer), layer.extra_repr(), tuple(b["input"].shape))
+                if kind in alone_checked:
+                    alone_checked[kind].append(label)
+                    continue
+                alone_checked[kind] = [label]
+                isolated += _compare_alone(label, layer, reference_layers[lname], b, diff,
+                                           ISOLATED_TOLERANCES[dtype], timer)
+    repeats = sum(len(labels) - 1 for labels in alone_checked.values())
+    if repeats:
+        notes.append(f"{repeats} layer calls not checked alone: same kind, options and input shape as "
+                     f"one that was")
     return ModelReport(name, description, dtype, device, tuple(input_shape), tolerance, output, grad_input,
-                       parameters, layers, isolated, time.perf_counter() - start, notes)
+                       parameters, layers, isolated, time.perf_counter() - start, notes,
+                       timer["pycnn"], timer["torch"])
 
 
-def _compare_alone(label, ours, reference, record, diff, tolerance):
+def _compare_alone(label, ours, reference, record, diff, tolerance, timer):
     """One layer of each model on the reference's recorded input and output
     gradient: differences of the output and of every gradient."""
     with _exact_float32():
+        clock = time.perf_counter()
         mine = _layer_alone(ours, record["input"], record["grad_output"])
+        timer["pycnn"] += time.perf_counter() - clock
+        clock = time.perf_counter()
         theirs = _layer_alone(reference, record["input"], record["grad_output"])
+        timer["torch"] += time.perf_counter() - clock
     scales = _layer_scales(theirs[2])
     rows = [diff(label, "alone: output", mine[0], theirs[0], tol=tolerance),
             diff(label, "alone: grad_input", mine[1], theirs[1], tol=tolerance)]
@@ -469,9 +517,10 @@ def verify_model(model, *, dtype=torch.float64, device="cpu", batch=2, input_siz
     torch.manual_seed(seed)
     start = time.perf_counter()
     name, ours, reference, description, size = build_pair(model, dtype, device, num_classes, input_size)
+    built = time.perf_counter()
     report = compare_models(name, ours, reference, (batch,) + size, dtype, device, tolerance, seed,
                             description)
-    report.seconds = time.perf_counter() - start
+    report.seconds, report.seconds_build = time.perf_counter() - start, built - start
     return report
 
 
@@ -497,7 +546,8 @@ def format_model_reports(reports, title=None):
     """One line per model: the totals, the worst parameter gradient and the
     worst judged layer row."""
     header = ("model", "reference", "dtype", "input", "output abs / rel", "grad input abs / rel",
-              "param grads abs / rel (worst)", "worst layer rel (judged)", "tol", "time", "")
+              "param grads abs / rel (worst)", "worst layer rel (judged)", "tol", "time", "pycnn/torch/build",
+              "")
     body = []
     for r in reports:
         worst_param = r.worst(r.parameters)
@@ -507,7 +557,9 @@ def format_model_reports(reports, title=None):
                      _pair_text(r.output), _pair_text(r.grad_input),
                      f"{_pair_text(worst_param)} {worst_param.case}" if worst_param else "-",
                      f"{worst_layer.max_rel:.1e} {worst_layer.case} {worst_layer.tensor}" if worst_layer else "-",
-                     f"{r.tolerance:.0e}", f"{r.seconds:.1f}s", "ok" if r.passed else "FAIL"))
+                     f"{r.tolerance:.0e}", f"{r.seconds:.1f}s",
+                     f"{r.seconds_pycnn:.1f}/{r.seconds_torch:.1f}/{r.seconds_build:.1f}",
+                     "ok" if r.passed else "FAIL"))
     table = _table(header, body, title)
     if any(not r.grad_input.judged for r in reports):
         table += ("\n* not judged: float32 gradients through a whole model (see MODEL_TOLERANCES); "
