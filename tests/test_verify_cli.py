@@ -44,10 +44,12 @@ def test_command_line_fails_on_a_broken_layer_and_names_it():
     result = python("verify", "lenet5", "--dtype", "float64", code=BROKEN_MAX_POOL)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAIL" in result.stdout and "0/1 model checks within tolerance" in result.stdout
-    # The first wrong layer is S2 (a max pool); C1 before it is right.
-    failing = [line.split()[0] for line in result.stdout.splitlines() if line.endswith("FAIL") and
+    # The first wrong output is S2's (the max pool); C1's, before it, is right,
+    # while C1's output gradient, which flows back through S2, is wrong too.
+    failing = [line.split()[:2] for line in result.stdout.splitlines() if line.endswith("FAIL") and
                not line.startswith("lenet5")]
-    assert failing[0] == "S2" and "C1" not in failing
+    assert [layer for layer, tensor in failing if tensor == "output"][0] == "S2"
+    assert ["C1", "output"] not in failing and ["C1", "grad_output"] in failing
 
 
 def test_per_layer_table_lists_every_layer(capsys):
@@ -102,17 +104,53 @@ def test_verify_a_users_module_against_torchs_layers():
     assert [r.case for r in report.layers if r.tensor == "output"] == ["body.0", "body.1", "body.2", "head"]
 
 
-def test_verify_a_users_module_with_a_broken_layer_fails_there():
-    report = pycnn.verify(UserModel(Broken(2, 4, 3, padding=1)), input_size=(2, 8, 8), dtype=torch.float32)
-    assert not report.passed
-    first = next(r for r in report.layers if not r.passed)
-    assert (first.case, first.tensor) == ("body.0", "output")
-    assert not report.output.passed
+@pytest.mark.parametrize("dtype, first_failure", [(torch.float64, "output"), (torch.float32, "alone: output")])
+def test_verify_a_users_module_with_a_broken_layer_fails_there(dtype, first_failure):
+    report = pycnn.verify(UserModel(Broken(2, 4, 3, padding=1)), input_size=(2, 8, 8), dtype=dtype)
+    assert not report.passed and not report.output.passed
+    first = next(r for r in report.layers + report.isolated if not r.passed)
+    assert (first.case, first.tensor) == ("body.0", first_failure)
 
 
-def test_tolerances_are_stated_per_dtype():
-    assert verify.MODEL_TOLERANCES[torch.float64] <= 1e-9
-    assert verify.MODEL_TOLERANCES[torch.float32] <= 1e-3
+def test_float32_judges_the_output_and_each_pycnn_layer_alone():
+    report = pycnn.verify("lenet5", dtype=torch.float32)
+    assert report.passed and report.output.judged
+    assert not report.grad_input.judged and not any(r.judged for r in report.parameters + report.layers)
+    alone = {(r.case, r.tensor) for r in report.isolated}
+    assert {("C1", "alone: output"), ("S2", "alone: grad_input"), ("C5", "alone: weight.grad")} <= alone
+    assert not any(case in ("F6", "OUTPUT") for case, _ in alone)  # torch's own layers on both sides
+    assert all(r.judged and r.max_rel < verify.ISOLATED_TOLERANCES[torch.float32] for r in report.isolated)
+
+
+def test_zoo_models_are_checked_with_fresh_shared_weights():
+    torch.manual_seed(0)
+    name, ours, reference, description, size = verify.build_pair("resnet18", torch.float32)
+    assert description == "torchvision.models.resnet18" and size == (3, 33, 33)
+    for (key, a), b in zip(ours.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(a, b), key
+    assert ours.conv1.weight.data_ptr() == reference.conv1.weight.data_ptr()
+    assert ours.conv1.weight is not reference.conv1.weight
+    assert ours.bn1.running_mean.data_ptr() != reference.bn1.running_mean.data_ptr()
+    assert ours.bn1.weight.min() >= 0.5 and ours.bn1.weight.max() <= 1.5
+    assert (ours.fc.bias != 0).all() and ours.conv1.weight.abs().max() <= (6 / (3 * 49)) ** 0.5
+
+
+def test_a_nan_or_an_infinity_never_passes():
+    reference = torch.randn(1000, dtype=torch.float64)
+    for bad in (float("nan"), float("inf")):
+        ours = reference.clone()
+        ours[500] = bad
+        row = verify.compare("case", "output", ours, reference, 1e-9, "cpu")
+        assert row.max_abs == float("inf") and not row.passed
+
+
+def test_a_parameter_gradient_is_measured_against_its_layers_gradients():
+    # The bias of a convolution before batch norm: a gradient of rounding noise.
+    row = verify.compare("conv.bias", "grad", torch.tensor([3e-16]), torch.tensor([1e-16]), 1e-9, "cpu",
+                         scale=2.0)
+    assert row.passed and row.max_rel == pytest.approx(1e-16)
+    assert not verify.compare("conv.bias", "grad", torch.tensor([3e-16]), torch.tensor([1e-16]), 1e-9,
+                              "cpu").passed
 
 
 def test_module_input_size_is_required():
