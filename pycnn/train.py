@@ -277,6 +277,11 @@ def fit(cfg: TrainConfig, build_model: Optional[Callable] = None, input_shape=No
         raise ValueError(f"train: shift={cfg.shift} must be 0 (off) or positive")
     if cfg.threads is not None and cfg.threads < 1:
         raise ValueError(f"train: threads={cfg.threads} must be positive")
+    if cfg.device == "cuda" and not cfg.torch_layers:
+        from ._extension import cuda_compiled
+        if not cuda_compiled():
+            raise ValueError("train: --device cuda, but this build of pycnn has no CUDA kernels; rebuild it "
+                             "with CUDA, or add --torch-layers to train on torch's layers")
     saved_threads = torch.get_num_threads()
     threads = cfg.threads or default_threads(cfg)
     if threads:

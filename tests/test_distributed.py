@@ -28,14 +28,19 @@ ACCURACY_MARGIN = 0.01  # one percentage point, 3 of 360 test images (measured: 
 EPOCHS = 4
 
 
+def torchrun(*arguments):
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               *arguments]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
 @pytest.mark.slow
 def test_two_processes_on_the_cpu_agree(tmp_path):
     arguments = ["lenet5", "--epochs", str(EPOCHS), "--no-progress", "--output-dir", str(tmp_path / "run")]
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               WORKER, str(tmp_path), *arguments]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = torchrun(WORKER, str(tmp_path), *arguments)
     assert "2 processes (gloo)" in done.stdout
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]
@@ -59,3 +64,19 @@ def test_two_processes_on_the_cpu_agree(tmp_path):
     two = ranks[0]["test_accuracy"]
     print(f"test accuracy: one process {single.test_accuracy:.4f}, two processes {two:.4f}")
     assert abs(two - single.test_accuracy) <= ACCURACY_MARGIN
+
+
+@pytest.mark.slow
+def test_two_processes_resume_to_the_same_weights(tmp_path):
+    """`torchrun ... -m pycnn train --resume` after a stop: every process
+    restores its own random state and the run ends on the uninterrupted weights."""
+    command = ["-m", "pycnn", "train", "--epochs", "2", "--no-progress"]
+    torchrun(*command, "--output-dir", str(tmp_path / "whole"))
+    torchrun(*command, "--output-dir", str(tmp_path / "resumed"), "--stop-after", "1")
+    assert checkpoint.load(tmp_path / "resumed" / "checkpoint.pt")["epoch"] == 1
+    done = torchrun(*command, "--output-dir", str(tmp_path / "resumed"), "--resume")
+    assert "resumed from" in done.stdout
+    whole = checkpoint.load(tmp_path / "whole" / "checkpoint.pt")
+    resumed = checkpoint.load(tmp_path / "resumed" / "checkpoint.pt")
+    assert len(resumed["rng"]) == 2 and resumed["complete"]
+    assert all(torch.equal(whole["state_dict"][k], resumed["state_dict"][k]) for k in whole["state_dict"])

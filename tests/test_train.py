@@ -324,9 +324,14 @@ def test_command_line_errors(tmp_path, capsys):
     assert "epochs=0" in capsys.readouterr().err
     assert cli.main(["train", "no_such_model", "--output-dir", str(tmp_path)]) == 2
     assert "unknown model 'no_such_model'" in capsys.readouterr().err
-    if not torch.cuda.is_available():
+    if not pycnn.cuda_compiled():
         assert cli.main(["train", "--device", "cuda", "--output-dir", str(tmp_path)]) == 2
-        assert "no CUDA GPU" in capsys.readouterr().err
+        assert "this build of pycnn has no CUDA kernels" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert cli.main(["train", "--device", "cuda", "--torch-layers", "--output-dir", str(tmp_path)]) == 2
+        assert "no CUDA GPU is visible" in capsys.readouterr().err
+    assert cli.main(["train", "--shift", "-1", "--output-dir", str(tmp_path)]) == 2
+    assert "shift=-1" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- calibration
