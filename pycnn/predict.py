@@ -8,7 +8,10 @@ the temperature fitted after training (softmax(logits / T)).
 IMAGE: an image file (PNG, JPEG, ...; converted to the model's channels and
 resized to its input, values scaled to [0, 1]: draw the digit light on a dark
 background, as in the training data), or a .npy / .pt array of images in
-[0, 1] shaped N x H x W or N x C x H x W.  --split classifies the validation
+[0, 1] shaped N x H x W or N x C x H x W.  For a model trained on the
+digits, 8x8 arrays are placed on the 32x32 canvas as in training (scaled 3x,
+centred), so scikit-learn's load_digits().images / 16 classify as they are.
+--split classifies the validation
 or test split of the dataset the model was trained on and reports accuracy,
 NLL and ECE with and without the temperature.
 """
@@ -52,8 +55,9 @@ class Predictor:
         return torch.softmax(self.logits(inputs).double() / temperature, dim=1)
 
 
-def read_images(paths, image_shape):
-    """Image files or arrays -> (N x C x H x W float32 in [0, 1], one name per image)."""
+def read_images(paths, image_shape, dataset=None):
+    """Image files or arrays -> (N x C x H x W float32 in [0, 1], one name per image).
+    dataset: the checkpoint's; 'digits' puts 8x8 arrays on the training canvas."""
     channels, height, width = image_shape
     images, names = [], []
     for path in paths:
@@ -64,6 +68,8 @@ def read_images(paths, image_shape):
                 array = array[None]
             if array.dim() == 3:
                 array = array[:, None]
+            if dataset == "digits" and array.dim() == 4 and tuple(array.shape[1:]) == (1, 8, 8):
+                array = data.digits_canvas(array[:, 0].numpy() * 16.0)
             if array.dim() != 4:
                 raise ValueError(f"{path}: an array of images must be N x H x W or N x C x H x W, "
                                  f"got shape {list(array.shape)}")
@@ -134,7 +140,7 @@ def run(args):
             print(f"predict: no such file: {', '.join(missing)}", file=sys.stderr)
             return 2
         try:
-            images, names = read_images(args.images, predictor.image_shape)
+            images, names = read_images(args.images, predictor.image_shape, predictor.state["dataset"])
         except ValueError as error:
             print(f"predict: {error}", file=sys.stderr)
             return 2

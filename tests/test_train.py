@@ -415,6 +415,23 @@ def test_predict_image_file_and_split(tmp_path, reference_run, capsys):
     assert cli.main(["predict", result.checkpoint, str(tmp_path / "absent.png")]) == 2
 
 
+def test_predict_puts_8x8_digits_on_the_training_canvas(tmp_path, reference_run):
+    from sklearn.datasets import load_digits
+    result, state = reference_run
+    raw = load_digits().images[:5] / 16.0
+    images, names = predict.read_images([_save(tmp_path / "raw.npy", raw)], (1, 32, 32), "digits")
+    assert torch.equal(images, data.digits_canvas(raw * 16))
+    assert names == [f"{tmp_path / 'raw.npy'}[{i}]" for i in range(5)]
+    # other datasets: an 8x8 array is resized to the input like any image
+    resized, _ = predict.read_images([str(tmp_path / "raw.npy")], (1, 32, 32), "mnist")
+    assert resized.shape == (5, 1, 32, 32) and not torch.equal(resized, images)
+
+
+def _save(path, array):
+    np.save(path, array)
+    return str(path)
+
+
 @pytest.mark.slow
 def test_default_run_reaches_97_percent(tmp_path):
     """The command's defaults (LeNet-5, digits, 15 epochs): at least 97 % on the test split."""
