@@ -31,6 +31,7 @@
 #include "ops/cuda/conv2d_input_backward_gemm.cuh"
 #include "ops/cuda/conv2d_weight_backward_gemm.cuh"
 #include "ops/cuda/max_pool2d.cuh"
+#include "ops/cuda/pool2d_fast_plan.cuh"
 #include "host_model.h"
 
 namespace pycnn {
@@ -314,12 +315,165 @@ std::tuple<at::Tensor, int64_t> conv2d_weight_backward_fast(
   return {grad_weight, splits};
 }
 
+// ----------------------------------------------------------------------------- fast pooling
+// The fast pooling functors under the plan the library would make (throws
+// where it would fall back to the reference functors).
+
+PoolPlan fast_pool_plan(const at::Tensor& written, std::initializer_list<const at::Tensor*> all) {
+  const PoolPlan plan = plan_pool(written, all);
+  TORCH_CHECK(plan.ok, "the fast pooling kernels do not apply here");
+  emu::counters().pool_vector = plan.vector;
+  return plan;
+}
+
+template <class Op>
+void run_items(const Op& op, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) op(int(i));
+}
+
+std::tuple<at::Tensor, at::Tensor> max_pool2d_fast(const at::Tensor& input, at::IntArrayRef kernel,
+                                                   at::IntArrayRef stride, at::IntArrayRef padding,
+                                                   at::IntArrayRef dilation, bool ceil_mode) {
+  const Pool2dShape s = pool_shape(input.sizes(), kernel, stride, padding, dilation, ceil_mode);
+  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+  at::Tensor indices = empty_in_layout_of(s.output_size(), input, at::kLong);
+  const PoolPlan plan = fast_pool_plan(output, {&input, &output, &indices});
+  dispatch_pool(output, plan, [&](auto type, auto width) {
+    using T = decltype(type);
+    constexpr int V = decltype(width)::value;
+    run_items(MaxPoolForwardFast<T, V>{input.const_data_ptr<T>(), output.mutable_data_ptr<T>(),
+                                       indices.mutable_data_ptr<int64_t>(), item_layout(output, plan),
+                                       int(s.in_h), int(s.in_w), int(s.out_h), int(s.out_w), window32(s)},
+              pool_items(output, plan));
+  });
+  return {output, indices};
+}
+
+at::Tensor max_pool2d_backward_fast(const at::Tensor& grad_output, const at::Tensor& indices,
+                                    at::IntArrayRef input_size, at::IntArrayRef kernel,
+                                    at::IntArrayRef stride, at::IntArrayRef padding,
+                                    at::IntArrayRef dilation, bool ceil_mode) {
+  const Pool2dShape s = pool_shape(input_size, kernel, stride, padding, dilation, ceil_mode);
+  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+  const PoolPlan plan = fast_pool_plan(grad_input, {&grad_output, &indices, &grad_input});
+  dispatch_pool(grad_input, plan, [&](auto type, auto width) {
+    using T = decltype(type);
+    constexpr int V = decltype(width)::value;
+    run_items(MaxPoolBackwardFast<T, V>{grad_output.const_data_ptr<T>(), indices.const_data_ptr<int64_t>(),
+                                        grad_input.mutable_data_ptr<T>(), item_layout(grad_input, plan),
+                                        int(s.in_h), int(s.in_w), int(s.out_h), int(s.out_w), window32(s)},
+              pool_items(grad_input, plan));
+  });
+  return grad_input;
+}
+
+at::Tensor avg_pool2d_fast(const at::Tensor& input, at::IntArrayRef kernel, at::IntArrayRef stride,
+                           at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+                           int64_t divisor_override) {
+  const Pool2dShape s = pool_shape(input.sizes(), kernel, stride, padding, {1}, ceil_mode);
+  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+  const PoolPlan plan = fast_pool_plan(output, {&input, &output});
+  dispatch_pool(output, plan, [&](auto type, auto width) {
+    using T = decltype(type);
+    constexpr int V = decltype(width)::value;
+    run_items(AvgPoolForwardFast<T, V>{input.const_data_ptr<T>(), output.mutable_data_ptr<T>(),
+                                       item_layout(output, plan), int(s.in_h), int(s.in_w),
+                                       int(s.out_h), int(s.out_w), window32(s),
+                                       {count_include_pad, int(divisor_override)}},
+              pool_items(output, plan));
+  });
+  return output;
+}
+
+at::Tensor avg_pool2d_backward_fast(const at::Tensor& grad_output, at::IntArrayRef input_size,
+                                    at::IntArrayRef kernel, at::IntArrayRef stride,
+                                    at::IntArrayRef padding, bool ceil_mode,
+                                    bool count_include_pad, int64_t divisor_override) {
+  const Pool2dShape s = pool_shape(input_size, kernel, stride, padding, {1}, ceil_mode);
+  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+  const PoolPlan plan = fast_pool_plan(grad_input, {&grad_output, &grad_input});
+  dispatch_pool(grad_input, plan, [&](auto type, auto width) {
+    using T = decltype(type);
+    constexpr int V = decltype(width)::value;
+    run_items(AvgPoolBackwardFast<T, V>{grad_output.const_data_ptr<T>(), grad_input.mutable_data_ptr<T>(),
+                                        item_layout(grad_input, plan), int(s.in_h), int(s.in_w),
+                                        int(s.out_h), int(s.out_w), window32(s),
+                                        {count_include_pad, int(divisor_override)}},
+              pool_items(grad_input, plan));
+  });
+  return grad_input;
+}
+
+at::Tensor adaptive_avg_pool2d_fast(const at::Tensor& input, at::IntArrayRef output_size) {
+  const AdaptivePool2dShape s = adaptive_shape(input.sizes(), output_size);
+  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+  const PoolPlan plan = fast_pool_plan(output, {&input, &output});
+  dispatch_pool(output, plan, [&](auto type, auto width) {
+    using T = decltype(type);
+    constexpr int V = decltype(width)::value;
+    run_items(AdaptiveAvgForwardFast<T, V>{input.const_data_ptr<T>(), output.mutable_data_ptr<T>(),
+                                           item_layout(output, plan), int(s.in_h), int(s.in_w),
+                                           int(s.out_h), int(s.out_w)},
+              pool_items(output, plan));
+  });
+  return output;
+}
+
+at::Tensor adaptive_avg_pool2d_backward_fast(const at::Tensor& grad_output, at::IntArrayRef input_size) {
+  const AdaptivePool2dShape s = adaptive_shape(input_size, grad_output.sizes().slice(2));
+  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+  const PoolPlan plan = fast_pool_plan(grad_input, {&grad_output, &grad_input});
+  dispatch_pool(grad_input, plan, [&](auto type, auto width) {
+    using T = decltype(type);
+    constexpr int V = decltype(width)::value;
+    run_items(AdaptiveAvgBackwardFast<T, V>{grad_output.const_data_ptr<T>(), grad_input.mutable_data_ptr<T>(),
+                                            item_layout(grad_input, plan), int(s.in_h), int(s.in_w),
+                                            int(s.out_h), int(s.out_w)},
+              pool_items(grad_input, plan));
+  });
+  return grad_input;
+}
+
+std::tuple<at::Tensor, at::Tensor> adaptive_max_pool2d_fast(const at::Tensor& input,
+                                                            at::IntArrayRef output_size) {
+  const AdaptivePool2dShape s = adaptive_shape(input.sizes(), output_size);
+  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+  at::Tensor indices = empty_in_layout_of(s.output_size(), input, at::kLong);
+  const PoolPlan plan = fast_pool_plan(output, {&input, &output, &indices});
+  dispatch_pool(output, plan, [&](auto type, auto width) {
+    using T = decltype(type);
+    constexpr int V = decltype(width)::value;
+    run_items(AdaptiveMaxForwardFast<T, V>{input.const_data_ptr<T>(), output.mutable_data_ptr<T>(),
+                                           indices.mutable_data_ptr<int64_t>(), item_layout(output, plan),
+                                           int(s.in_h), int(s.in_w), int(s.out_h), int(s.out_w)},
+              pool_items(output, plan));
+  });
+  return {output, indices};
+}
+
+at::Tensor adaptive_max_pool2d_backward_fast(const at::Tensor& grad_output, const at::Tensor& indices,
+                                             at::IntArrayRef input_size) {
+  const AdaptivePool2dShape s = adaptive_shape(input_size, grad_output.sizes().slice(2));
+  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+  const PoolPlan plan = fast_pool_plan(grad_input, {&grad_output, &indices, &grad_input});
+  dispatch_pool(grad_input, plan, [&](auto type, auto width) {
+    using T = decltype(type);
+    constexpr int V = decltype(width)::value;
+    run_items(AdaptiveMaxBackwardFast<T, V>{grad_output.const_data_ptr<T>(), indices.const_data_ptr<int64_t>(),
+                                            grad_input.mutable_data_ptr<T>(), item_layout(grad_input, plan),
+                                            int(s.in_h), int(s.in_w), int(s.out_h), int(s.out_w)},
+              pool_items(grad_input, plan));
+  });
+  return grad_input;
+}
+
 std::map<std::string, int64_t> emulator_counters(bool reset) {
   const emu::Counters c = emu::counters();
   if (reset) emu::counters() = emu::Counters{};
   return {{"blocks", c.blocks},           {"copies", c.copies},
           {"zero_fills", c.zero_fills},   {"mma", c.mma},
-          {"shared_loads", c.shared_loads}, {"conflicted_loads", c.conflicted_loads}};
+          {"shared_loads", c.shared_loads}, {"conflicted_loads", c.conflicted_loads},
+          {"pool_vector", c.pool_vector}};
 }
 
 // FastDivmod against exact division: every divisor d < d_limit with
@@ -567,6 +721,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("counters", &emulator_counters, pybind11::arg("reset") = false);
   m.def("check_fast_divmod", &check_fast_divmod);
   m.def("check_fragments", &check_fragments);
+  m.def("max_pool2d_fast", &max_pool2d_fast);
+  m.def("max_pool2d_backward_fast", &max_pool2d_backward_fast);
+  m.def("avg_pool2d_fast", &avg_pool2d_fast);
+  m.def("avg_pool2d_backward_fast", &avg_pool2d_backward_fast);
+  m.def("adaptive_avg_pool2d_fast", &adaptive_avg_pool2d_fast);
+  m.def("adaptive_avg_pool2d_backward_fast", &adaptive_avg_pool2d_backward_fast);
+  m.def("adaptive_max_pool2d_fast", &adaptive_max_pool2d_fast);
+  m.def("adaptive_max_pool2d_backward_fast", &adaptive_max_pool2d_backward_fast);
   m.def("max_pool2d", &max_pool2d);
   m.def("max_pool2d_backward", &max_pool2d_backward);
   m.def("avg_pool2d", &avg_pool2d);

@@ -24,7 +24,7 @@ void conv2d_weight_backward_gemm(const at::Tensor& grad_output, const at::Tensor
 // The fast kernels (conv2d_fast.cuh): pipelined implicit GEMMs on the tensor
 // cores (float16, bfloat16, float32 as TF32) or with FFMA (exact float32).
 // Each returns false, doing nothing, where they do not apply (float64,
-// indices past int32, pycnn._C.set_cuda_conv_algo("reference")); the
+// indices past int32, pycnn._C.set_cuda_kernels("reference")); the
 // caller then runs the reference GEMM above.  They choose between TF32 and
 // exact float32 by cuda_tf32_enabled() (common.h).
 bool conv2d_forward_fast(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,

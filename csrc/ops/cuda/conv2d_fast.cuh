@@ -101,8 +101,9 @@ inline bool conv_fits_int32(const Conv2dShape& s, std::initializer_list<const at
          s.batch * s.out_h * s.out_w * kgp <= kInt32Limit && kgp * taps * cgp <= limit;
 }
 
+// Element strides of an activation operand (the kernels' 32-bit offsets).
 struct ActivationView {
-  int64_t img, row, pix, c, group;
+  uint32_t img, row, pix, c, group;
 };
 
 // The activation operand: t itself, or an NHWC copy with cgp channels per group.
@@ -110,7 +111,8 @@ template <typename T, class L>
 const T* activation_operand(const at::Tensor& t, int64_t groups, int64_t cg, int64_t cgp, int granule,
                             L& launcher, std::vector<at::Tensor>& scratch, ActivationView& v) {
   if (cgp == cg && granule_ready(t, cg, granule)) {
-    v = {t.stride(0), t.stride(2), t.stride(3), t.stride(1), cg * t.stride(1)};
+    v = {uint32_t(t.stride(0)), uint32_t(t.stride(2)), uint32_t(t.stride(3)), uint32_t(t.stride(1)),
+         uint32_t(cg * t.stride(1))};
     return t.template const_data_ptr<T>();
   }
   const int64_t n = t.size(0), h = t.size(2), w = t.size(3);
@@ -119,7 +121,8 @@ const T* activation_operand(const at::Tensor& t, int64_t groups, int64_t cg, int
                                          packed.template mutable_data_ptr<T>(), groups, cg, cgp, h, w},
                        packed.numel());
   scratch.push_back(packed);
-  v = {h * w * groups * cgp, w * groups * cgp, groups * cgp, 1, cgp};
+  v = {uint32_t(h * w * groups * cgp), uint32_t(w * groups * cgp), uint32_t(groups * cgp), 1,
+       uint32_t(cgp)};
   return packed.template const_data_ptr<T>();
 }
 
@@ -189,8 +192,9 @@ inline bool pair_stores_ok(const at::Tensor& out) {
 template <typename T>
 void set_output(ConvGemmParams<T>& p, const at::Tensor& out, int64_t n_per_group) {
   p.out = out.template mutable_data_ptr<T>();
-  p.o_img = out.stride(0), p.o_row = out.stride(2), p.o_pix = out.stride(3), p.o_c = out.stride(1);
-  p.o_group = n_per_group * out.stride(1);
+  p.o_img = uint32_t(out.stride(0)), p.o_row = uint32_t(out.stride(2));
+  p.o_pix = uint32_t(out.stride(3)), p.o_c = uint32_t(out.stride(1));
+  p.o_group = uint32_t(n_per_group * out.stride(1));
   p.pair_stores = pair_stores_ok(out);
 }
 
@@ -216,7 +220,8 @@ void conv_forward_fast(const at::Tensor& input, const at::Tensor& weight, const 
 
   if (cgp == cpg && granule_ready(weight, cpg, V)) {
     p.b = weight.template const_data_ptr<T>();
-    p.b_n = weight.stride(0), p.b_c = weight.stride(1), p.b_r = weight.stride(2), p.b_s = weight.stride(3);
+    p.b_n = uint32_t(weight.stride(0)), p.b_c = uint32_t(weight.stride(1));
+    p.b_r = uint32_t(weight.stride(2)), p.b_s = uint32_t(weight.stride(3));
   } else {
     at::Tensor packed = launcher.empty({s.out_channels * s.kernel_h * s.kernel_w * cgp}, weight.scalar_type());
     launcher.elementwise(PackWeight<T>{weight.template const_data_ptr<T>(), strides_of(weight),
@@ -225,13 +230,14 @@ void conv_forward_fast(const at::Tensor& input, const at::Tensor& weight, const 
                          packed.numel());
     scratch.push_back(packed);
     p.b = packed.template const_data_ptr<T>();
-    p.b_n = s.kernel_h * s.kernel_w * cgp, p.b_c = 1, p.b_r = s.kernel_w * cgp, p.b_s = cgp;
+    p.b_n = uint32_t(s.kernel_h * s.kernel_w * cgp), p.b_c = 1;
+    p.b_r = uint32_t(s.kernel_w * cgp), p.b_s = uint32_t(cgp);
   }
-  p.b_group = kpg * p.b_n;
+  p.b_group = uint32_t(kpg) * p.b_n;
 
   set_output(p, output, kpg);
   p.bias = bias.defined() ? bias.template const_data_ptr<T>() : nullptr;
-  p.bias_stride = bias.defined() ? bias.stride(0) : 0;
+  p.bias_stride = bias.defined() ? uint32_t(bias.stride(0)) : 0;
   p.n_size = int(kpg);
   p.k_channels = int(cgp);
   p.num_phases = 1;
@@ -262,8 +268,9 @@ void conv_input_backward_fast(const at::Tensor& grad_output, const at::Tensor& w
 
   if (V == 1) {  // element copies: the weight as it is, n = c, channel = k
     p.b = weight.template const_data_ptr<T>();
-    p.b_n = weight.stride(1), p.b_c = weight.stride(0), p.b_r = weight.stride(2), p.b_s = weight.stride(3);
-    p.b_group = kpg * weight.stride(0);
+    p.b_n = uint32_t(weight.stride(1)), p.b_c = uint32_t(weight.stride(0));
+    p.b_r = uint32_t(weight.stride(2)), p.b_s = uint32_t(weight.stride(3));
+    p.b_group = uint32_t(kpg * weight.stride(0));
   } else {
     at::Tensor packed = launcher.empty({groups * cpg * s.kernel_h * s.kernel_w * kgp}, weight.scalar_type());
     launcher.elementwise(PackWeightT<T>{weight.template const_data_ptr<T>(), strides_of(weight),
@@ -272,8 +279,9 @@ void conv_input_backward_fast(const at::Tensor& grad_output, const at::Tensor& w
                          packed.numel());
     scratch.push_back(packed);
     p.b = packed.template const_data_ptr<T>();
-    p.b_n = s.kernel_h * s.kernel_w * kgp, p.b_c = 1, p.b_r = s.kernel_w * kgp, p.b_s = kgp;
-    p.b_group = cpg * p.b_n;
+    p.b_n = uint32_t(s.kernel_h * s.kernel_w * kgp), p.b_c = 1;
+    p.b_r = uint32_t(s.kernel_w * kgp), p.b_s = uint32_t(kgp);
+    p.b_group = uint32_t(cpg) * p.b_n;
   }
 
   set_output(p, grad_input, cpg);
@@ -339,7 +347,7 @@ int64_t conv_weight_backward_fast(const at::Tensor& grad_output, const at::Tenso
   p.n_size = int(taps * cgp);
   p.k_channels = int(cgp);
   p.kernel_w = int(s.kernel_w);
-  p.in_h = int(s.in_h), p.in_w = int(s.in_w);
+  p.in_h = int(s.in_h), p.in_w = int(s.in_w), p.out_h = int(s.out_h), p.out_w = int(s.out_w);
   p.stride_h = int(s.stride_h), p.stride_w = int(s.stride_w);
   p.pad_h = int(s.pad_h), p.pad_w = int(s.pad_w);
   p.dil_h = int(s.dilation_h), p.dil_w = int(s.dilation_w);

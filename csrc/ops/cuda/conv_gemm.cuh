@@ -27,15 +27,19 @@
 //   K split into ranges whose partial sums go to a float workspace, added
 //   later in a fixed order (conv2d_pack.cuh's WgradFinalize).
 //
-// All strides are in elements and every index is int (the host chooses
-// these kernels only when every offset fits in 31 bits); offsets are formed
-// in int64.  Granules are kV consecutive elements along the operand's
+// All strides are in elements.  Every index and offset is 32-bit: the host
+// chooses these kernels only when every element they may touch lies below
+// 2^31 (conv_fits_int32).  Offsets are formed in uint32_t, wrapping: a row
+// of the padding (a negative coordinate) may wrap, but it is never read, and
+// every offset that is read is exact.  Granules are kV consecutive elements along the operand's
 // contiguous dimension (channels); the host guarantees that a granule never
 // straddles a tap, a group or a tensor's end (channel counts padded to kV).
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
+#include "cuda_common.cuh"
 #include "fast_divmod.cuh"
 #include "mma_ops.cuh"
 
@@ -78,14 +82,14 @@ constexpr int kMaxConvPhases = 16;  // grad_input with stride up to 4 x 4
 template <typename T>
 struct ConvGemmParams {
   const T* a;                                  // activations (img, y, x, channel)
-  int64_t a_img, a_row, a_pix, a_c, a_group;   // a_group: offset of a group's channel 0
+  uint32_t a_img, a_row, a_pix, a_c, a_group;  // a_group: offset of a group's channel 0
   int a_h, a_w;
   const T* b;                                  // weights (n, channel, r, s) of group 0
-  int64_t b_n, b_c, b_r, b_s, b_group;
+  uint32_t b_n, b_c, b_r, b_s, b_group;
   T* out;                                      // (img, y, x, n)
-  int64_t o_img, o_row, o_pix, o_c, o_group;
+  uint32_t o_img, o_row, o_pix, o_c, o_group;
   const T* bias;                               // forward only; null when none
-  int64_t bias_stride;
+  uint32_t bias_stride;
   bool pair_stores;  // out channels contiguous and aligned: two at a time
   int n_size;        // N: output channels per group (forward), input channels (grad_input)
   int k_channels;    // channels per tap in K (padded to a whole granule)
@@ -201,9 +205,9 @@ struct ConvProducer {
                 "the threads must tile both operands exactly");
 
   int c, ir, is;  // this thread's K position: channel, tap
-  int64_t a_off[kRowsA];
+  uint32_t a_off[kRowsA];
   int a_y[kRowsA], a_x[kRowsA];
-  int64_t b_off[kRowsB];
+  uint32_t b_off[kRowsB];
   bool b_ok[kRowsB];
 
   PYCNN_HOST_DEVICE __forceinline__ void normalize(const ConvGemmParams<T>& p, const ConvTile& t) {
@@ -232,8 +236,8 @@ struct ConvProducer {
         decode_pixel(ph, m, img, qh, qw);
         a_y[i] = qh * ph.mul_h + ph.o0_h;
         a_x[i] = qw * ph.mul_w + ph.o0_w;
-        a_off[i] = img * p.a_img + t.group * p.a_group + int64_t(a_y[i]) * p.a_row +
-                   int64_t(a_x[i]) * p.a_pix;
+        a_off[i] = uint32_t(img) * p.a_img + uint32_t(t.group) * p.a_group +
+                   uint32_t(a_y[i]) * p.a_row + uint32_t(a_x[i]) * p.a_pix;
       }
     }
 #pragma unroll
@@ -241,7 +245,7 @@ struct ConvProducer {
       const int row = tid / kCols + j * kRowStep;
       const int n = t.n0 + row;
       b_ok[j] = n < p.n_size;
-      b_off[j] = t.group * p.b_group + int64_t(n) * p.b_n;
+      b_off[j] = uint32_t(t.group) * p.b_group + uint32_t(n) * p.b_n;
     }
   }
 
@@ -252,26 +256,152 @@ struct ConvProducer {
     const ConvPhase& ph = p.phase[t.phase];
     const bool k_ok = ir < ph.taps_h;
     const int dy = ir * ph.od_h, dx = is * ph.od_w;
-    const int64_t a_delta = int64_t(dy) * p.a_row + int64_t(dx) * p.a_pix + int64_t(c) * p.a_c;
+    const uint32_t a_delta = uint32_t(dy) * p.a_row + uint32_t(dx) * p.a_pix + uint32_t(c) * p.a_c;
 #pragma unroll
     for (int i = 0; i < kRowsA; ++i) {
       const bool ok = k_ok && inside(a_y[i] + dy, p.a_h) && inside(a_x[i] + dx, p.a_w);
       const int smem = ATile::offset(tid / kCols + i * kRowStep, tid % kCols);
-      cp.template copy<Math::kCopyBytes>(tid, a_stage + smem, ok ? p.a + a_off[i] + a_delta : p.a, ok);
+      cp.template copy<Math::kCopyBytes>(tid, a_stage + smem, ok ? p.a + (a_off[i] + a_delta) : p.a, ok);
     }
-    const int64_t b_delta = int64_t(ph.r0 + ir * ph.rstep) * p.b_r +
-                            int64_t(ph.s0 + is * ph.sstep) * p.b_s + int64_t(c) * p.b_c;
+    const uint32_t b_delta = uint32_t(ph.r0 + ir * ph.rstep) * p.b_r +
+                             uint32_t(ph.s0 + is * ph.sstep) * p.b_s + uint32_t(c) * p.b_c;
 #pragma unroll
     for (int j = 0; j < kRowsB; ++j) {
       const bool ok = k_ok && b_ok[j];
       const int smem = BTile::offset(tid / kCols + j * kRowStep, tid % kCols);
-      cp.template copy<Math::kCopyBytes>(tid, b_stage + smem, ok ? p.b + b_off[j] + b_delta : p.b, ok);
+      cp.template copy<Math::kCopyBytes>(tid, b_stage + smem, ok ? p.b + (b_off[j] + b_delta) : p.b, ok);
     }
   }
 
   PYCNN_HOST_DEVICE __forceinline__ void advance(const ConvGemmParams<T>& p, const ConvTile& t) {
     c += Math::BK;
     normalize(p, t);
+  }
+};
+
+// The FFMA kernels' copies (4-byte elements, any strides): thread tid owns
+// one row (a pixel of A, a weight row of B) and kPer consecutive K elements
+// of it, each with its own tap (a group of them may cross into the next tap
+// when the channel count is not a multiple of kPer).  Few rows per thread
+// keep the per-thread state small.
+template <typename T, class Math, class ATile, class BTile>
+struct SimtConvProducer {
+  static constexpr int BK = Math::BK;
+  static constexpr int kPerA = Math::BM * BK / Math::kThreads;
+  static constexpr int kPerB = Math::BN * BK / Math::kThreads;
+  static constexpr int kThreadsPerRowA = BK / kPerA, kThreadsPerRowB = BK / kPerB;
+  static_assert(kPerA * Math::kThreads == Math::BM * BK && kPerB * Math::kThreads == Math::BN * BK &&
+                    BK % kPerA == 0 && BK % kPerB == 0,
+                "the threads must tile both operands exactly");
+
+  struct KPos {
+    int c, is, ir;
+  };
+  KPos ka, kb;  // K position of the thread's first A and B element
+  uint32_t a_off, b_off;
+  int a_y, a_x;
+  bool b_ok;
+
+  PYCNN_HOST_DEVICE static __forceinline__ void normalize(const ConvGemmParams<T>& p,
+                                                          const ConvPhase& ph, KPos& k) {
+    while (k.c >= p.k_channels) {
+      k.c -= p.k_channels;
+      if (++k.is == ph.taps_w) {
+        k.is = 0;
+        ++k.ir;
+      }
+    }
+  }
+
+  PYCNN_HOST_DEVICE static __forceinline__ void next(const ConvGemmParams<T>& p, const ConvPhase& ph,
+                                                     KPos& k) {
+    if (++k.c == p.k_channels) {
+      k.c = 0;
+      if (++k.is == ph.taps_w) {
+        k.is = 0;
+        ++k.ir;
+      }
+    }
+  }
+
+  PYCNN_HOST_DEVICE __forceinline__ void begin(const ConvGemmParams<T>& p, const ConvTile& t,
+                                               int tid) {
+    const ConvPhase& ph = p.phase[t.phase];
+    ka = {(tid % kThreadsPerRowA) * kPerA, 0, 0};
+    kb = {(tid % kThreadsPerRowB) * kPerB, 0, 0};
+    normalize(p, ph, ka);
+    normalize(p, ph, kb);
+    const int m = t.m0 + tid / kThreadsPerRowA;
+    a_off = 0, a_y = kNoPixel, a_x = kNoPixel;
+    if (m < ph.pixels) {
+      int img, qh, qw;
+      decode_pixel(ph, m, img, qh, qw);
+      a_y = qh * ph.mul_h + ph.o0_h;
+      a_x = qw * ph.mul_w + ph.o0_w;
+      a_off = uint32_t(img) * p.a_img + uint32_t(t.group) * p.a_group + uint32_t(a_y) * p.a_row +
+              uint32_t(a_x) * p.a_pix;
+    }
+    const int n = t.n0 + tid / kThreadsPerRowB;
+    b_ok = n < p.n_size;
+    b_off = uint32_t(t.group) * p.b_group + uint32_t(n) * p.b_n;
+  }
+
+  template <class Copier>
+  PYCNN_HOST_DEVICE __forceinline__ void load(const Copier& cp, int tid, uint8_t* a_stage,
+                                              uint8_t* b_stage, const ConvGemmParams<T>& p,
+                                              const ConvTile& t) const {
+    const ConvPhase& ph = p.phase[t.phase];
+    const int row_a = tid / kThreadsPerRowA, col_a = (tid % kThreadsPerRowA) * kPerA;
+    if (ka.c + kPerA <= p.k_channels) {
+      // The usual case: the thread's elements are channels of one tap.
+      const int dy = ka.ir * ph.od_h, dx = ka.is * ph.od_w;
+      const bool ok = ka.ir < ph.taps_h && inside(a_y + dy, p.a_h) && inside(a_x + dx, p.a_w);
+      const uint32_t off = a_off + uint32_t(dy) * p.a_row + uint32_t(dx) * p.a_pix + uint32_t(ka.c) * p.a_c;
+#pragma unroll
+      for (int j = 0; j < kPerA; ++j)
+        cp.template copy<Math::kCopyBytes>(tid, a_stage + ATile::offset(row_a, col_a + j),
+                                           ok ? p.a + (off + uint32_t(j) * p.a_c) : p.a, ok);
+    } else {
+      KPos k = ka;
+#pragma unroll
+      for (int j = 0; j < kPerA; ++j) {
+        const int dy = k.ir * ph.od_h, dx = k.is * ph.od_w;
+        const bool ok = k.ir < ph.taps_h && inside(a_y + dy, p.a_h) && inside(a_x + dx, p.a_w);
+        const uint32_t off = a_off + uint32_t(dy) * p.a_row + uint32_t(dx) * p.a_pix + uint32_t(k.c) * p.a_c;
+        cp.template copy<Math::kCopyBytes>(tid, a_stage + ATile::offset(row_a, col_a + j),
+                                           ok ? p.a + off : p.a, ok);
+        if (j + 1 < kPerA) next(p, ph, k);
+      }
+    }
+    const int row_b = tid / kThreadsPerRowB, col_b = (tid % kThreadsPerRowB) * kPerB;
+    if (kb.c + kPerB <= p.k_channels) {
+      const bool ok = b_ok && kb.ir < ph.taps_h;
+      const uint32_t off = b_off + uint32_t(ph.r0 + kb.ir * ph.rstep) * p.b_r +
+                           uint32_t(ph.s0 + kb.is * ph.sstep) * p.b_s + uint32_t(kb.c) * p.b_c;
+#pragma unroll
+      for (int j = 0; j < kPerB; ++j)
+        cp.template copy<Math::kCopyBytes>(tid, b_stage + BTile::offset(row_b, col_b + j),
+                                           ok ? p.b + (off + uint32_t(j) * p.b_c) : p.b, ok);
+    } else {
+      KPos k = kb;
+#pragma unroll
+      for (int j = 0; j < kPerB; ++j) {
+        const bool ok = b_ok && k.ir < ph.taps_h;
+        const uint32_t off = b_off + uint32_t(ph.r0 + k.ir * ph.rstep) * p.b_r +
+                             uint32_t(ph.s0 + k.is * ph.sstep) * p.b_s + uint32_t(k.c) * p.b_c;
+        cp.template copy<Math::kCopyBytes>(tid, b_stage + BTile::offset(row_b, col_b + j),
+                                           ok ? p.b + off : p.b, ok);
+        if (j + 1 < kPerB) next(p, ph, k);
+      }
+    }
+  }
+
+  PYCNN_HOST_DEVICE __forceinline__ void advance(const ConvGemmParams<T>& p, const ConvTile& t) {
+    const ConvPhase& ph = p.phase[t.phase];
+    ka.c += BK;
+    kb.c += BK;
+    normalize(p, ph, ka);
+    normalize(p, ph, kb);
   }
 };
 
@@ -283,7 +413,7 @@ struct ConvSink {
   const ConvTile& t;
 
   struct Row {
-    int64_t offset;
+    uint32_t offset;
     bool valid;
   };
 
@@ -295,7 +425,8 @@ struct ConvSink {
       int img, qh, qw;
       decode_pixel(ph, m, img, qh, qw);
       const int y = qh * ph.e_mul_h + ph.e_add_h, x = qw * ph.e_mul_w + ph.e_add_w;
-      out.offset = img * p.o_img + int64_t(y) * p.o_row + int64_t(x) * p.o_pix + t.group * p.o_group;
+      out.offset = uint32_t(img) * p.o_img + uint32_t(y) * p.o_row + uint32_t(x) * p.o_pix +
+                   uint32_t(t.group) * p.o_group;
     }
     return out;
   }
@@ -305,16 +436,13 @@ struct ConvSink {
     if (!r.valid || n >= p.n_size) return;
     const bool second = n + 1 < p.n_size;
     if (p.bias != nullptr) {
-      const int64_t channel = int64_t(t.group) * p.n_size + n;
+      const uint32_t channel = uint32_t(t.group * p.n_size + n);
       v0 += static_cast<float>(p.bias[channel * p.bias_stride]);
       if (second) v1 += static_cast<float>(p.bias[(channel + 1) * p.bias_stride]);
     }
-    T* dst = p.out + r.offset + int64_t(n) * p.o_c;
+    T* dst = p.out + (r.offset + uint32_t(n) * p.o_c);
     if (second && p.pair_stores) {
-      struct alignas(2 * sizeof(T)) Two {
-        T x, y;
-      };
-      *reinterpret_cast<Two*>(dst) = Two{static_cast<T>(v0), static_cast<T>(v1)};
+      store_pack<T, 2>(dst, Pack<T, 2>{{static_cast<T>(v0), static_cast<T>(v1)}});
     } else {
       dst[0] = static_cast<T>(v0);
       if (second) dst[p.o_c] = static_cast<T>(v1);
@@ -327,16 +455,16 @@ struct ConvSink {
 template <typename T>
 struct WgradParams {
   const T* go;  // grad_output (img, oh, ow, channel)
-  int64_t go_img, go_row, go_pix, go_c, go_group;
+  uint32_t go_img, go_row, go_pix, go_c, go_group;
   const T* in;  // input (img, y, x, channel)
-  int64_t in_img, in_row, in_pix, in_c, in_group;
+  uint32_t in_img, in_row, in_pix, in_c, in_group;
   float* ws;    // [splits][groups][m_size][n_size]
   int groups;
   int m_size;      // output channels per group (padded to a granule)
   int n_size;      // taps * k_channels
   int k_channels;  // input channels per tap (padded to a granule)
   int kernel_w;
-  int in_h, in_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+  int in_h, in_w, out_h, out_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
   int pixels;  // K: batch * out_h * out_w
   FastDivmod div_ow, div_ohw;
   int steps;            // ceil(pixels / BK)
@@ -371,28 +499,33 @@ PYCNN_HOST_DEVICE inline WgradTile make_wgrad_tile(const WgradParams<T>& p, int 
 // Copies of one thread: A (grad_output) is M-contiguous, B (input)
 // N-contiguous; rows of both tiles are pixels.  The thread owns one granule
 // column of each (an output-channel granule of A; a (tap, channel) granule
-// of B) for rows tid / cols + i rowstep.
+// of B) and kRows consecutive rows, so that it decodes one pixel per step and
+// steps to the next ones.
 template <typename T, class Math, class ATile, class BTile>
 struct WgradProducer {
   static constexpr int kV = Math::kV;
   static constexpr int kColsA = Math::BM / kV, kColsB = Math::BN / kV;
-  static constexpr int kStepA = Math::kThreads / kColsA, kStepB = Math::kThreads / kColsB;
-  static constexpr int kRowsA = Math::BK / kStepA, kRowsB = Math::BK / kStepB;
-  static_assert(Math::kThreads % kColsA == 0 && Math::kThreads % kColsB == 0 &&
-                    Math::BK % kStepA == 0 && Math::BK % kStepB == 0,
+  static constexpr int kRowsA = Math::BK * kColsA / Math::kThreads;
+  static constexpr int kRowsB = Math::BK * kColsB / Math::kThreads;
+  static_assert(kRowsA * Math::kThreads == Math::BK * kColsA &&
+                    kRowsB * Math::kThreads == Math::BK * kColsB && kRowsA >= 1 && kRowsB >= 1,
                 "the threads must tile both operands exactly");
 
   int p0;  // first pixel of the current step
-  int64_t a_chan, b_chan;
+  uint32_t a_chan, b_chan;
   bool a_ok, b_ok;
   int b_dy, b_dx;
+
+  struct Pixel {
+    int img, oh, ow;
+  };
 
   PYCNN_HOST_DEVICE __forceinline__ void begin(const WgradParams<T>& p, const WgradTile& t, int tid) {
     p0 = t.p_begin;
     const int col_a = tid % kColsA, col_b = tid % kColsB;
     const int m = t.m0 + col_a * kV;
     a_ok = m < p.m_size;
-    a_chan = t.group * p.go_group + int64_t(m) * p.go_c;
+    a_chan = uint32_t(t.group) * p.go_group + uint32_t(m) * p.go_c;
     const int n = t.n0 + col_b * kV;
     b_ok = n < p.n_size;
     const int tap = b_ok ? n / p.k_channels : 0;
@@ -400,47 +533,53 @@ struct WgradProducer {
     const int r = tap / p.kernel_w, s = tap - (tap / p.kernel_w) * p.kernel_w;
     b_dy = r * p.dil_h - p.pad_h;
     b_dx = s * p.dil_w - p.pad_w;
-    b_chan = t.group * p.in_group + int64_t(c) * p.in_c;
+    b_chan = uint32_t(t.group) * p.in_group + uint32_t(c) * p.in_c;
   }
 
-  PYCNN_HOST_DEVICE static __forceinline__ void decode(const WgradParams<T>& p, int q, int& img,
-                                                       int& oh, int& ow) {
+  PYCNN_HOST_DEVICE static __forceinline__ Pixel decode(const WgradParams<T>& p, int q) {
+    Pixel px;
     int rest;
-    p.div_ohw.divmod(q, img, rest);
-    p.div_ow.divmod(rest, oh, ow);
+    p.div_ohw.divmod(q, px.img, rest);
+    p.div_ow.divmod(rest, px.oh, px.ow);
+    return px;
+  }
+
+  PYCNN_HOST_DEVICE static __forceinline__ void next(const WgradParams<T>& p, Pixel& px) {
+    if (++px.ow == p.out_w) {
+      px.ow = 0;
+      if (++px.oh == p.out_h) {
+        px.oh = 0;
+        ++px.img;
+      }
+    }
   }
 
   template <class Copier>
   PYCNN_HOST_DEVICE __forceinline__ void load(const Copier& cp, int tid, uint8_t* a_stage,
                                               uint8_t* b_stage, const WgradParams<T>& p,
                                               const WgradTile& t) const {
+    const int row_a = (tid / kColsA) * kRowsA;
+    Pixel px = decode(p, p0 + row_a);
 #pragma unroll
     for (int i = 0; i < kRowsA; ++i) {
-      const int q = p0 + tid / kColsA + i * kStepA;
-      bool ok = a_ok && q < t.p_end;
-      int64_t off = 0;
-      if (ok) {
-        int img, oh, ow;
-        decode(p, q, img, oh, ow);
-        off = img * p.go_img + int64_t(oh) * p.go_row + int64_t(ow) * p.go_pix + a_chan;
-      }
-      const int smem = ATile::offset(tid / kColsA + i * kStepA, tid % kColsA);
+      const bool ok = a_ok && p0 + row_a + i < t.p_end;
+      const uint32_t off = uint32_t(px.img) * p.go_img + uint32_t(px.oh) * p.go_row +
+                           uint32_t(px.ow) * p.go_pix + a_chan;
+      const int smem = ATile::offset(row_a + i, tid % kColsA);
       cp.template copy<Math::kCopyBytes>(tid, a_stage + smem, ok ? p.go + off : p.go, ok);
+      if (i + 1 < kRowsA) next(p, px);
     }
+    const int row_b = (tid / kColsB) * kRowsB;
+    px = decode(p, p0 + row_b);
 #pragma unroll
     for (int j = 0; j < kRowsB; ++j) {
-      const int q = p0 + tid / kColsB + j * kStepB;
-      bool ok = b_ok && q < t.p_end;
-      int64_t off = 0;
-      if (ok) {
-        int img, oh, ow;
-        decode(p, q, img, oh, ow);
-        const int y = oh * p.stride_h + b_dy, x = ow * p.stride_w + b_dx;
-        ok = inside(y, p.in_h) && inside(x, p.in_w);
-        off = img * p.in_img + int64_t(y) * p.in_row + int64_t(x) * p.in_pix + b_chan;
-      }
-      const int smem = BTile::offset(tid / kColsB + j * kStepB, tid % kColsB);
+      const int y = px.oh * p.stride_h + b_dy, x = px.ow * p.stride_w + b_dx;
+      const bool ok = b_ok && p0 + row_b + j < t.p_end && inside(y, p.in_h) && inside(x, p.in_w);
+      const uint32_t off = uint32_t(px.img) * p.in_img + uint32_t(y) * p.in_row +
+                           uint32_t(x) * p.in_pix + b_chan;
+      const int smem = BTile::offset(row_b + j, tid % kColsB);
       cp.template copy<Math::kCopyBytes>(tid, b_stage + smem, ok ? p.in + off : p.in, ok);
+      if (j + 1 < kRowsB) next(p, px);
     }
   }
 
@@ -456,13 +595,15 @@ struct WgradSink {
   const WgradTile& t;
 
   struct Row {
-    int64_t offset;
+    uint32_t offset;
     bool valid;
   };
 
   PYCNN_HOST_DEVICE __forceinline__ Row row(int r) const {
     const int m = t.m0 + r;
-    return Row{((int64_t(t.split) * p.groups + t.group) * p.m_size + m) * p.n_size, m < p.m_size};
+    return Row{(uint32_t(t.split * p.groups + t.group) * uint32_t(p.m_size) + uint32_t(m)) *
+                   uint32_t(p.n_size),
+               m < p.m_size};
   }
 
   PYCNN_HOST_DEVICE __forceinline__ void pair(const Row& r, int col, float v0, float v1) const {
@@ -470,7 +611,7 @@ struct WgradSink {
     if (!r.valid || n >= p.n_size) return;
     float* dst = p.ws + r.offset + n;
     if (n + 1 < p.n_size && (p.n_size & 1) == 0) {
-      *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
+      store_pack<float, 2>(dst, Pack<float, 2>{{v0, v1}});
     } else {
       dst[0] = v0;
       if (n + 1 < p.n_size) dst[1] = v1;
@@ -486,7 +627,8 @@ struct ConvGemm {
   using Sink = ConvSink<T>;
   static constexpr bool kKContiguous = true;
   template <class Math, class ATile, class BTile>
-  using Producer = ConvProducer<T, Math, ATile, BTile>;
+  using Producer = std::conditional_t<Math::kV == 1, SimtConvProducer<T, Math, ATile, BTile>,
+                                      ConvProducer<T, Math, ATile, BTile>>;
   PYCNN_HOST_DEVICE static Tile tile(const Params& p, int bx, int by, int bz, int bm, int bn,
                                      int bk) {
     return make_conv_tile(p, bx, by, bz, bm, bn, bk);

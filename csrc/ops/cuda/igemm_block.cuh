@@ -102,7 +102,7 @@ struct TcMath {
 // copies of one K-contiguous row land in distinct banks).
 template <int kBN, int kStagesArg>
 struct SimtMath {
-  static constexpr int BM = 128, BN = kBN, BK = 8;
+  static constexpr int BM = 128, BN = kBN, BK = 16;
   static constexpr int kThreads = 256, kStages = kStagesArg;
   static constexpr int kV = 1, kCopyBytes = 4;
   static constexpr int kMinBlocks = 2;
