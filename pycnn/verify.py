@@ -35,7 +35,7 @@ import torch.nn.functional as TF
 
 from . import functional as F
 from ._callable_module import make_callable
-from ._layers import named_layers
+from ._layers import named_layers, runs_on_pycnn
 
 # Largest allowed relative difference, |pycnn - torch| / max|torch|, per dtype.
 # float32 convolution sums thousands of products in a different order than
@@ -342,10 +342,6 @@ def _first_tensor(value):
     return None
 
 
-def _runs_pycnn(module):
-    return any(any(c.__module__ == "pycnn.nn" for c in type(m).__mro__) for m in module.modules())
-
-
 def _grad_output_for(output, seed):
     # Drawn in float64 and rounded, so every dtype sees the same gradient.
     generator = torch.Generator(device=output.device).manual_seed(seed)
@@ -424,7 +420,7 @@ def compare_models(name, ours, reference, input_shape, dtype, device, tolerance=
     generator = torch.Generator(device=device).manual_seed(seed)
     x = torch.randn(input_shape, generator=generator, dtype=torch.float64, device=device).to(dtype)
     ours_layers = dict(named_layers(ours))
-    pycnn_layers = {n for n, m in ours_layers.items() if _runs_pycnn(m)} if isolate else set()
+    pycnn_layers = {n for n, m in ours_layers.items() if runs_on_pycnn(m)} if isolate else set()
     timer = {"pycnn": 0.0, "torch": 0.0}
     with _exact_float32():
         clock = time.perf_counter()
