@@ -8,10 +8,12 @@ A model (a name of pycnn.models, or any nn.Module): the pycnn model and a
 torch reference -- torchvision's model where one exists, otherwise the same
 module with torch's own layers (pycnn.convert.to_torch) -- hold identical
 weights (for a model of the zoo, drawn afresh: see fresh_weights; a module
-keeps its own); both run forward and backward on the same fresh random input and
-the same random output gradient.  Compared, in total: the output, the
-gradient of the input and of every parameter; per layer (pycnn._layers):
-its output and the gradient of its output, matched by name through hooks.
+keeps its own); both run forward and backward on the same fresh random
+input and the same random output gradient.  Compared, in total: the output,
+the gradient of the input and of every parameter; per layer (pycnn._layers):
+its output and the gradient of its output, matched by name through hooks;
+and in float32, each layer on pycnn's kernels alone, on the reference's own
+input and output gradient (see MODEL_TOLERANCES for why).
 
 Both models run in train mode, so batch norm normalises with the batch's
 statistics and its backward is checked too, with dropout switched off (its
@@ -229,7 +231,8 @@ class ModelReport:
         return max(rows, key=lambda r: r.max_rel, default=None)
 
     def __str__(self):
-        return format_model_reports([self]) + "\n\n" + format_layers(self)
+        notes = "".join(f"\nnote: {note}" for note in self.notes)
+        return format_model_reports([self]) + "\n\n" + format_layers(self) + notes
 
 
 @contextlib.contextmanager
@@ -688,6 +691,8 @@ def run(args):
             if args.per_layer or not r.passed:
                 print()
                 print(format_layers(r, only_failures=not args.per_layer))
+                for note in r.notes:
+                    print(f"note: {note}")
         failed = [r for r in reports if not r.passed]
         print(f"\n{len(reports) - len(failed)}/{len(reports)} model checks within tolerance")
         status |= 1 if failed else 0
