@@ -74,15 +74,16 @@ def _max_abs(t):
 
 
 def _max_abs_difference(a, b):
-    """max|a - b|, a few million elements at a time (a VGG's classifier
-    gradient has 103 M); inf when any element is NaN or infinite on either side."""
-    largest = 0.0
+    """(max|a - b|, max|b|), a few million elements at a time (a VGG's
+    classifier gradient has 103 M); max|a - b| is inf when any element is NaN
+    or infinite on either side."""
+    largest = scale = 0.0
     for x, y in zip(_chunks(a), _chunks(b)):
-        chunk = (x - y).abs().max().item()
+        chunk = (x - y).abs_().max().item()
         if chunk != chunk:  # NaN
-            return float("inf")
-        largest = max(largest, chunk)
-    return largest
+            return float("inf"), _max_abs(b)
+        largest, scale = max(largest, chunk), max(scale, y.abs().max().item())
+    return largest, scale
 
 
 def compare(case, tensor, ours, reference, tolerance, device, scale=0.0):
@@ -91,8 +92,8 @@ def compare(case, tensor, ours, reference, tolerance, device, scale=0.0):
     if ours.shape != reference.shape:
         return Difference(case, f"{tensor} shape {list(ours.shape)} != {list(reference.shape)}",
                           reference.dtype, device, float("inf"), float("inf"), tolerance)
-    max_abs = _max_abs_difference(ours, reference)
-    scale = max(_max_abs(reference), scale)
+    max_abs, own_scale = _max_abs_difference(ours, reference)
+    scale = max(own_scale, scale)
     max_rel = max_abs / scale if scale > 0 else max_abs
     return Difference(case, tensor, None, device, max_abs, max_rel, tolerance)
 
@@ -399,16 +400,32 @@ def _layer_alone(layer, x, grad_output):
                                        for (n, p), g in zip(parameters.items(), grads[1:])}
 
 
-def _layer_scales(grads):
-    """Per module (parameter name without its last part): its largest
-    parameter gradient.  A parameter's gradient is measured against it: the
-    bias of a convolution before batch norm has a gradient that is zero but
-    for rounding, so its own scale is noise."""
+def _owner(parameter_name):
+    return parameter_name.rsplit(".", 1)[0] if "." in parameter_name else ""
+
+
+def compare_gradients(mine, theirs, label, tolerance, dtype, device, judged=True):
+    """A Difference per parameter gradient.  Each is measured against the
+    largest reference gradient among its module's parameters: the bias of a
+    convolution before batch norm has a gradient that is zero but for
+    rounding, so its own scale is noise."""
+    measured = {p: _max_abs_difference(g, theirs[p]) for p, g in mine.items()
+                if p in theirs and g.shape == theirs[p].shape}
     scales = {}
-    for name, grad in grads.items():
-        owner = name.rsplit(".", 1)[0] if "." in name else ""
-        scales[owner] = max(scales.get(owner, 0.0), _max_abs(grad))
-    return scales
+    for p, (_, own) in measured.items():
+        scales[_owner(p)] = max(scales.get(_owner(p), 0.0), own)
+    rows = []
+    for p in mine:
+        if p not in measured:
+            why = "missing in reference" if p not in theirs else \
+                f"shape {list(mine[p].shape)} != {list(theirs[p].shape)}"
+            rows.append(Difference(p, f"{label(p)} ({why})", dtype, device, float("inf"), float("inf"),
+                                   tolerance))
+            continue
+        max_abs, scale = measured[p][0], scales[_owner(p)]
+        rows.append(Difference(p, label(p), dtype, device, max_abs, max_abs / scale if scale > 0 else max_abs,
+                               tolerance, judged))
+    return rows
 
 
 def compare_models(name, ours, reference, input_shape, dtype, device, tolerance=None, seed=0,
@@ -443,10 +460,8 @@ def compare_models(name, ours, reference, input_shape, dtype, device, tolerance=
 
     output = diff(name, "output", mine[0], theirs[0])
     grad_input = diff(name, "grad_input", mine[1], theirs[1], chain_judged)
-    scales = _layer_scales(theirs[2])
-    parameters = [diff(p, "grad", g, theirs[2][p], chain_judged, scales[p.rsplit(".", 1)[0] if "." in p else ""])
-                  if p in theirs[2] else missing(p, "grad (missing in reference)")
-                  for p, g in mine[2].items()]
+    parameters = compare_gradients(mine[2], theirs[2], lambda p: "grad", tolerance, dtype, device,
+                                   chain_judged)
 
     layers, isolated, notes = [], [], []
     reference_layers = dict(named_layers(reference))
@@ -496,11 +511,12 @@ def _compare_alone(label, ours, reference, record, diff, tolerance, timer):
         clock = time.perf_counter()
         theirs = _layer_alone(reference, record["input"], record["grad_output"])
         timer["torch"] += time.perf_counter() - clock
-    scales = _layer_scales(theirs[2])
     rows = [diff(label, "alone: output", mine[0], theirs[0], tol=tolerance),
             diff(label, "alone: grad_input", mine[1], theirs[1], tol=tolerance)]
-    rows += [diff(label, f"alone: {p}.grad", g, theirs[2][p], True,
-                  scales[p.rsplit(".", 1)[0] if "." in p else ""], tolerance) for p, g in mine[2].items()]
+    rows += compare_gradients(mine[2], theirs[2], lambda p: f"alone: {p}.grad", tolerance, rows[0].dtype,
+                              rows[0].device)
+    for row in rows[2:]:
+        row.case = label
     return rows
 
 
