@@ -75,6 +75,16 @@ PYCNN_HOST_DEVICE inline AvgWindow avg_pool_window(int64_t o, int64_t in, int64_
   return {begin, end, padded_len};
 }
 
+// torch's average-pool divisor: the override if given, else the window's
+// area counting padding (count_include_pad) or only the input it covers.
+PYCNN_HOST_DEVICE inline int64_t avg_pool_divisor(const AvgWindow& wh, const AvgWindow& ww,
+                                                  bool count_include_pad, bool has_override,
+                                                  int64_t divisor_override) {
+  if (has_override) return divisor_override;
+  if (count_include_pad) return wh.padded_len * ww.padded_len;
+  return (wh.end - wh.begin) * (ww.end - ww.begin);
+}
+
 // Taps of a strided, dilated window that land inside [0, in): the window
 // for output o starts at o*stride - pad; tap k sits at start + k*dilation.
 // Returns the first and one-past-last valid tap.
@@ -88,6 +98,27 @@ PYCNN_HOST_DEVICE inline TapRange valid_taps(int64_t start, int64_t in, int64_t 
   if (last > kernel) last = kernel;
   if (first > last) first = last;
   return {first, last};
+}
+
+// The outputs [begin, end) whose windows lie wholly inside the input, every
+// tap valid: o*stride - pad >= 0 and o*stride - pad + dilation*(kernel-1) < in.
+// Kernels run these without bounds checks; end == begin when there are none.
+struct OutputSpan {
+  int64_t begin, end;
+};
+PYCNN_HOST_DEVICE inline OutputSpan interior_outputs(int64_t out, int64_t in, int64_t kernel,
+                                                     int64_t stride, int64_t pad,
+                                                     int64_t dilation) {
+  const int64_t begin = min_i64(out, div_ceil(pad, stride));
+  const int64_t end = min_i64(out, div_floor(in - 1 + pad - dilation * (kernel - 1), stride) + 1);
+  return {begin, max_i64(begin, end)};
+}
+
+// The most outputs whose windows can cover one input position: the length
+// of the range covering_outputs returns, at most.
+PYCNN_HOST_DEVICE inline int64_t max_covering_outputs(int64_t kernel, int64_t stride,
+                                                      int64_t dilation) {
+  return dilation * (kernel - 1) / stride + 1;
 }
 
 // For the gradient of a strided convolution: input position i receives from
