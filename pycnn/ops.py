@@ -24,6 +24,27 @@ def _memory_format(t):
     return torch.contiguous_format
 
 
+def _check_same_dtype_and_device(op, first_name, first, **others):
+    """check_same_dtype_and_device of csrc/ops/common.cpp, for the fake kernels:
+    on meta tensors no compiled kernel runs to check them (a meta input with a
+    CPU weight reaches only the fake kernel)."""
+    for name, other in others.items():
+        if other is None:
+            continue
+        torch._check(other.dtype == first.dtype, lambda: (
+            f"{op}: {first_name} (dtype {first.dtype}) and {name} (dtype {other.dtype}) must have "
+            f"the same dtype"))
+        torch._check(other.device == first.device, lambda: (
+            f"{op}: {first_name} (on {first.device}) and {name} (on {other.device}) must be on "
+            f"the same device"))
+
+
+def _check_same_device(op, first_name, first, name, other):
+    torch._check(other.device == first.device, lambda: (
+        f"{op}: {name} (on {other.device}) and {first_name} (on {first.device}) must be on the "
+        f"same device"))
+
+
 def _empty_like_layout(size, like, dtype=None):
     return torch.empty(size, dtype=dtype or like.dtype, device=like.device,
                        memory_format=_memory_format(like))
@@ -31,10 +52,14 @@ def _empty_like_layout(size, like, dtype=None):
 
 # ----------------------------------------------------------------------------- conv2d
 
+# The fake kernels repeat the schema's defaults: the dispatcher leaves out of
+# the call every trailing argument equal to its default.
+
 @torch.library.register_fake("pycnn::conv2d")
-def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups):
+def _conv2d_fake(input, weight, bias, stride=(1,), padding=(0,), dilation=(1,), groups=1):
     torch._check(input.dim() == 4 and weight.dim() == 4,
                  lambda: "pycnn.conv2d: input and weight must be 4-D")
+    _check_same_dtype_and_device("pycnn.conv2d", "input", input, weight=weight, bias=bias)
     stride, padding, dilation = pair(stride), pair(padding), pair(dilation)
     n, _, h, w = input.shape
     out_h = conv_output_size(h, weight.shape[2], stride[0], padding[0], dilation[0])
@@ -44,11 +69,15 @@ def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups):
 
 @torch.library.register_fake("pycnn::conv2d_input_backward")
 def _conv2d_input_backward_fake(grad_output, weight, input_size, stride, padding, dilation, groups):
+    _check_same_dtype_and_device("pycnn.conv2d_input_backward", "grad_output", grad_output,
+                                 weight=weight)
     return _empty_like_layout(input_size, grad_output)
 
 
 @torch.library.register_fake("pycnn::conv2d_weight_backward")
 def _conv2d_weight_backward_fake(grad_output, input, weight_size, stride, padding, dilation, groups):
+    _check_same_dtype_and_device("pycnn.conv2d_weight_backward", "grad_output", grad_output,
+                                 input=input)
     return grad_output.new_empty(weight_size)
 
 
@@ -154,7 +183,7 @@ def _pool_output_shape(input_size, kernel_size, stride, padding, dilation, ceil_
 
 
 @torch.library.register_fake("pycnn::max_pool2d_with_indices")
-def _max_pool2d_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
+def _max_pool2d_fake(input, kernel_size, stride=(), padding=(0,), dilation=(1,), ceil_mode=False):
     size = _pool_output_shape(input.shape, kernel_size, stride, padding, dilation, ceil_mode)
     return _empty_like_layout(size, input), _empty_like_layout(size, input, torch.int64)
 
@@ -162,6 +191,7 @@ def _max_pool2d_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
 @torch.library.register_fake("pycnn::max_pool2d_backward")
 def _max_pool2d_backward_fake(grad_output, indices, input_size, kernel_size, stride, padding,
                               dilation, ceil_mode):
+    _check_same_device("pycnn.max_pool2d_backward", "grad_output", grad_output, "indices", indices)
     return _empty_like_layout(input_size, grad_output)
 
 
@@ -205,8 +235,8 @@ torch.library.register_autograd("pycnn::max_pool2d_backward", _index_backward_ba
 # ----------------------------------------------------------------------------- avg_pool2d
 
 @torch.library.register_fake("pycnn::avg_pool2d")
-def _avg_pool2d_fake(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                     divisor_override):
+def _avg_pool2d_fake(input, kernel_size, stride=(), padding=(0,), ceil_mode=False,
+                     count_include_pad=True, divisor_override=None):
     size = _pool_output_shape(input.shape, kernel_size, stride, padding, 1, ceil_mode)
     return _empty_like_layout(size, input)
 
@@ -292,6 +322,8 @@ def _adaptive_max_pool2d_fake(input, output_size):
 
 @torch.library.register_fake("pycnn::adaptive_max_pool2d_backward")
 def _adaptive_max_pool2d_backward_fake(grad_output, indices, input_size):
+    _check_same_device("pycnn.adaptive_max_pool2d_backward", "grad_output", grad_output,
+                       "indices", indices)
     return _empty_like_layout(input_size, grad_output)
 
 

@@ -33,6 +33,20 @@ void check_non_negative(const Pair& v, const char* op, const char* name) {
                     "=(", v[0], ", ", v[1], ")");
 }
 
+void check_not_huge(const Pair& v, const char* op, const char* name) {
+  TORCH_CHECK_VALUE(v[0] <= kMaxWindowValue && v[1] <= kMaxWindowValue, op, ": ", name,
+                    "=(", v[0], ", ", v[1], ") is too large; at most 2^60 is supported");
+}
+
+void check_dilated_kernel(const Pair& kernel, const Pair& dilation, const char* op) {
+  for (int i = 0; i < 2; ++i) {
+    const bool fits = kernel[i] <= 1 || dilation[i] <= kMaxWindowValue / (kernel[i] - 1);
+    TORCH_CHECK_VALUE(fits, op, ": dilation=(", dilation[0], ", ", dilation[1],
+                      ") with kernel size (", kernel[0], ", ", kernel[1],
+                      ") spans more than 2^60 elements");
+  }
+}
+
 void check_float_dtype(const at::Tensor& t, const char* op, const char* name) {
   const auto dtype = t.scalar_type();
   const bool cpu_ok = dtype == at::kFloat || dtype == at::kDouble;

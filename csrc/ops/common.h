@@ -26,6 +26,14 @@ Pair as_pair(c10::IntArrayRef values, const char* op, const char* name);
 void check_positive(const Pair& v, const char* op, const char* name);
 void check_non_negative(const Pair& v, const char* op, const char* name);
 
+// Sizes and options above 2^60 would overflow the int64 window arithmetic of
+// shape.h (in + 2 * pad, dilation * (kernel - 1), out * stride); no tensor
+// that fits in memory needs them, so they are refused up front.
+constexpr int64_t kMaxWindowValue = int64_t(1) << 60;
+void check_not_huge(const Pair& v, const char* op, const char* name);
+// The dilated kernel's span, dilation * (kernel - 1), within kMaxWindowValue.
+void check_dilated_kernel(const Pair& kernel, const Pair& dilation, const char* op);
+
 // Floating dtypes only: float32/float64 on the CPU, plus float16/bfloat16 on CUDA.
 void check_float_dtype(const at::Tensor& t, const char* op, const char* name);
 void check_dim(const at::Tensor& t, int64_t dim, const char* op, const char* name,

@@ -28,6 +28,9 @@ Conv2dShape conv2d_shape(c10::IntArrayRef input_size, c10::IntArrayRef weight_si
   check_positive(stride, op, "stride");
   check_non_negative(padding, op, "padding");
   check_positive(dilation, op, "dilation");
+  check_not_huge(stride, op, "stride");
+  check_not_huge(padding, op, "padding");
+  check_not_huge(dilation, op, "dilation");
   TORCH_CHECK_VALUE(groups > 0, op, ": groups must be positive, got groups=", groups);
 
   Conv2dShape s{};
@@ -47,11 +50,14 @@ Conv2dShape conv2d_shape(c10::IntArrayRef input_size, c10::IntArrayRef weight_si
   s.groups = groups;
 
   for (auto v : input_size) {
-    TORCH_CHECK_VALUE(v >= 0, op, ": input size must be non-negative, got ", format_sizes(input_size));
+    TORCH_CHECK_VALUE(v >= 0 && v <= kMaxWindowValue, op,
+                      ": input size must be non-negative and at most 2^60, got ",
+                      format_sizes(input_size));
   }
   TORCH_CHECK_VALUE(s.out_channels > 0 && weight_size[1] > 0 && s.kernel_h > 0 && s.kernel_w > 0,
                     op, ": every weight dimension must be positive, got weight of shape ",
                     format_sizes(weight_size));
+  check_dilated_kernel({s.kernel_h, s.kernel_w}, dilation, op);
   TORCH_CHECK(s.in_channels % groups == 0, op, ": in_channels (", s.in_channels,
               ") must be divisible by groups (", groups, ")");
   TORCH_CHECK(s.out_channels % groups == 0, op, ": out_channels (", s.out_channels,

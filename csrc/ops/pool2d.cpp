@@ -17,6 +17,10 @@ void check_pool_input_size(c10::IntArrayRef size, const char* op, const char* na
   TORCH_CHECK_VALUE(size[0] >= 0 && size[1] > 0 && size[2] > 0 && size[3] > 0, op, ": ", name,
                     " of shape ", format_sizes(size),
                     " must have non-zero channels, height and width");
+  for (auto v : size) {
+    TORCH_CHECK_VALUE(v <= kMaxWindowValue, op, ": ", name, " of shape ", format_sizes(size),
+                      " is too large; at most 2^60 per dimension is supported");
+  }
 }
 
 void check_pool_tensor(const at::Tensor& t, const char* op, const char* name) {
@@ -48,6 +52,10 @@ Pool2dShape pool_shape(c10::IntArrayRef input_size, c10::IntArrayRef kernel_arg,
   check_positive(stride, op, "stride");
   check_non_negative(padding, op, "padding");
   check_positive(dilation, op, "dilation");
+  check_not_huge(kernel, op, "kernel_size");
+  check_not_huge(stride, op, "stride");
+  check_not_huge(dilation, op, "dilation");
+  check_dilated_kernel(kernel, dilation, op);
   TORCH_CHECK_VALUE(padding[0] <= kernel[0] / 2 && padding[1] <= kernel[1] / 2, op,
                     ": padding must be at most half of kernel_size, got padding=(", padding[0],
                     ", ", padding[1], ") with kernel_size=(", kernel[0], ", ", kernel[1], ")");
@@ -126,6 +134,7 @@ AdaptivePool2dShape check_adaptive_pool2d(const at::Tensor& input, c10::IntArray
   check_pool_input_size(input.sizes(), op, "input");
   const Pair out = as_pair(output_size, op, "output_size");
   check_non_negative(out, op, "output_size");
+  check_not_huge(out, op, "output_size");
   return {input.size(0), input.size(1), input.size(2), input.size(3), out[0], out[1]};
 }
 
