@@ -90,6 +90,12 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_cpu(const at::Tensor& input,
   return {output, indices};
 }
 
+bool has_valid_tap(const Pool2dShape& s, int64_t oh, int64_t ow) {
+  const TapRange th = valid_taps(oh * s.stride_h - s.pad_h, s.in_h, s.kernel_h, s.dilation_h);
+  const TapRange tw = valid_taps(ow * s.stride_w - s.pad_w, s.in_w, s.kernel_w, s.dilation_w);
+  return th.first < th.last && tw.first < tw.last;
+}
+
 // The reference: any strides, one plane per task; reports indices outside the plane.
 void max_pool2d_backward_strided(const at::Tensor& grad_output, const at::Tensor& indices,
                                  at::Tensor& grad_input, const Pool2dShape& s) {
@@ -112,8 +118,15 @@ void max_pool2d_backward_strided(const at::Tensor& grad_output, const at::Tensor
         for (int64_t oh = 0; oh < s.out_h; ++oh) {
           for (int64_t ow = 0; ow < s.out_w; ++ow) {
             const int64_t target = ip[oh * xs.h + ow * xs.w];
-            TORCH_CHECK(target >= 0 && target < plane, "pycnn.max_pool2d_backward: index ",
-                        target, " is outside the input plane of ", s.in_h, " x ", s.in_w);
+            if (target < 0 || target >= plane) {
+              // A window with no valid tap (possible with dilation) gets the
+              // forward's index of its first tap, which may lie past the
+              // plane; its output depends on no input.  Any other index
+              // outside the plane is an error.
+              TORCH_CHECK(!has_valid_tap(s, oh, ow), "pycnn.max_pool2d_backward: index ", target,
+                          " is outside the input plane of ", s.in_h, " x ", s.in_w);
+              continue;
+            }
             gplane[(target / s.in_w) * is.h + (target % s.in_w) * is.w] += gop[oh * gs.h + ow * gs.w];
           }
         }

@@ -181,11 +181,12 @@ bool scatter_rows(const T* grad_out, const int64_t* indices, T* grad_in, const P
   const int64_t c = kChannelsLast ? p.channels : 1;
   const int64_t in_image = p.in_h * p.in_w * c, out_image = p.out_h * p.out_w * c;
   bool ok = true;
+  // The chunk's rows are contiguous across images: one fill zeroes them all.
+  std::fill(grad_in + begin * p.in_w * c, grad_in + end * p.in_w * c, T(0));
   for (int64_t r = begin; r < end;) {
     const int64_t image = r / p.in_h, a = r % p.in_h, b = std::min(p.in_h, a + (end - r));
     r += b - a;
     T* g = grad_in + image * in_image;
-    std::fill(g + a * p.in_w * c, g + b * p.in_w * c, T(0));
     const int64_t lo = a * p.in_w, hi = b * p.in_w;
     const T* go = grad_out + image * out_image;
     const int64_t* ix = indices + image * out_image;
