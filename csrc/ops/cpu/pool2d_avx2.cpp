@@ -81,31 +81,41 @@ struct Avx2F32 {
     masked_store(p, 2 * n - 1, _mm256_permute2f128_ps(mixed_lo, mixed_hi, 0x20));
     masked_store(p + 8, 2 * n - 9, _mm256_permute2f128_ps(mixed_lo, mixed_hi, 0x31));
   }
-  static void transpose(const T* src, int64_t src_stride, int64_t rows, int64_t cols, T* dst,
-                        int64_t dst_stride) {
+  // Columns c < cols of the rows x cols tile at src (rows < L read as
+  // zero), each as a vector whose lane r is row r: column[c] = src[r*src_stride + c].
+  __attribute__((always_inline)) static void transpose_tile(const T* src, int64_t src_stride,
+                                                            int64_t rows, int64_t cols,
+                                                            V* column) {
     V r[8], t[8];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 8; ++i) r[i] = i < rows ? load(src + i * src_stride, cols) : zero();
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 8; i += 2) {
       t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
       t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 8; i += 4) {
       r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
       r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
       r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
       r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 4; ++i) {
       t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
       t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
     }
-    #pragma GCC unroll 16
-    for (int i = 0; i < cols; ++i) store(dst + i * dst_stride, rows, t[i]);
+#pragma GCC unroll 16
+    for (int i = 0; i < L; ++i) column[i] = t[i];
   }
+  static void transpose(const T* src, int64_t src_stride, int64_t rows, int64_t cols, T* dst,
+                        int64_t dst_stride) {
+    V column[L];
+    transpose_tile(src, src_stride, rows, cols, column);
+    for (int64_t i = 0; i < cols; ++i) store(dst + i * dst_stride, rows, column[i]);
+  }
+
   static M better(V v, V best) {
     return _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
   }
@@ -192,10 +202,13 @@ struct Avx2F64 {
     masked_store(p, 2 * n - 1, _mm256_permute2f128_pd(mixed_lo, mixed_hi, 0x20));
     masked_store(p + 4, 2 * n - 5, _mm256_permute2f128_pd(mixed_lo, mixed_hi, 0x31));
   }
-  static void transpose(const T* src, int64_t src_stride, int64_t rows, int64_t cols, T* dst,
-                        int64_t dst_stride) {
+  // Columns c < cols of the rows x cols tile at src (rows < L read as
+  // zero), each as a vector whose lane r is row r: column[c] = src[r*src_stride + c].
+  __attribute__((always_inline)) static void transpose_tile(const T* src, int64_t src_stride,
+                                                            int64_t rows, int64_t cols,
+                                                            V* column) {
     V r[4], t[4];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 4; ++i) r[i] = i < rows ? load(src + i * src_stride, cols) : zero();
     t[0] = _mm256_unpacklo_pd(r[0], r[1]);
     t[1] = _mm256_unpackhi_pd(r[0], r[1]);
@@ -205,9 +218,16 @@ struct Avx2F64 {
     r[1] = _mm256_permute2f128_pd(t[1], t[3], 0x20);
     r[2] = _mm256_permute2f128_pd(t[0], t[2], 0x31);
     r[3] = _mm256_permute2f128_pd(t[1], t[3], 0x31);
-    #pragma GCC unroll 16
-    for (int i = 0; i < cols; ++i) store(dst + i * dst_stride, rows, r[i]);
+#pragma GCC unroll 16
+    for (int i = 0; i < L; ++i) column[i] = r[i];
   }
+  static void transpose(const T* src, int64_t src_stride, int64_t rows, int64_t cols, T* dst,
+                        int64_t dst_stride) {
+    V column[L];
+    transpose_tile(src, src_stride, rows, cols, column);
+    for (int64_t i = 0; i < cols; ++i) store(dst + i * dst_stride, rows, column[i]);
+  }
+
   static M better(V v, V best) {
     return _mm256_or_pd(_mm256_cmp_pd(v, best, _CMP_GT_OQ), _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
   }

@@ -84,38 +84,48 @@ struct Avx512F32 {
     _mm512_mask_storeu_ps(p, m_lo, _mm512_permutex2var_ps(even, interleave_lo, odd));
     _mm512_mask_storeu_ps(p + 16, m_hi, _mm512_permutex2var_ps(even, interleave_hi, odd));
   }
-  static void transpose(const T* src, int64_t src_stride, int64_t rows, int64_t cols, T* dst,
-                        int64_t dst_stride) {
+  // Columns c < cols of the rows x cols tile at src (rows < L read as
+  // zero), each as a vector whose lane r is row r: column[c] = src[r*src_stride + c].
+  __attribute__((always_inline)) static void transpose_tile(const T* src, int64_t src_stride,
+                                                            int64_t rows, int64_t cols,
+                                                            V* column) {
     V r[16], t[16];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 16; ++i) r[i] = i < rows ? load(src + i * src_stride, cols) : zero();
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i += 2) {
       t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
       t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i += 4) {
       r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
       r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
       r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
       r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 4; ++i) {
       t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
       t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
       t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
       t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 8; ++i) {
       r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
       r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
     }
-    #pragma GCC unroll 16
-    for (int i = 0; i < cols; ++i) store(dst + i * dst_stride, rows, r[i]);
+#pragma GCC unroll 16
+    for (int i = 0; i < L; ++i) column[i] = r[i];
   }
+  static void transpose(const T* src, int64_t src_stride, int64_t rows, int64_t cols, T* dst,
+                        int64_t dst_stride) {
+    V column[L];
+    transpose_tile(src, src_stride, rows, cols, column);
+    for (int64_t i = 0; i < cols; ++i) store(dst + i * dst_stride, rows, column[i]);
+  }
+
   static M better(V v, V best) {
     return _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
   }
@@ -187,31 +197,41 @@ struct Avx512F64 {
     _mm512_mask_storeu_pd(p, m_lo, _mm512_permutex2var_pd(even, interleave_lo, odd));
     _mm512_mask_storeu_pd(p + 8, m_hi, _mm512_permutex2var_pd(even, interleave_hi, odd));
   }
-  static void transpose(const T* src, int64_t src_stride, int64_t rows, int64_t cols, T* dst,
-                        int64_t dst_stride) {
+  // Columns c < cols of the rows x cols tile at src (rows < L read as
+  // zero), each as a vector whose lane r is row r: column[c] = src[r*src_stride + c].
+  __attribute__((always_inline)) static void transpose_tile(const T* src, int64_t src_stride,
+                                                            int64_t rows, int64_t cols,
+                                                            V* column) {
     V r[8], t[8];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 8; ++i) r[i] = i < rows ? load(src + i * src_stride, cols) : zero();
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 8; i += 2) {
       t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);
       t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 8; i += 4) {
       r[i] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0x88);
       r[i + 1] = _mm512_shuffle_f64x2(t[i + 1], t[i + 3], 0x88);
       r[i + 2] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0xDD);
       r[i + 3] = _mm512_shuffle_f64x2(t[i + 1], t[i + 3], 0xDD);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 4; ++i) {
       t[i] = _mm512_shuffle_f64x2(r[i], r[i + 4], 0x88);
       t[i + 4] = _mm512_shuffle_f64x2(r[i], r[i + 4], 0xDD);
     }
-    #pragma GCC unroll 16
-    for (int i = 0; i < cols; ++i) store(dst + i * dst_stride, rows, t[i]);
+#pragma GCC unroll 16
+    for (int i = 0; i < L; ++i) column[i] = t[i];
   }
+  static void transpose(const T* src, int64_t src_stride, int64_t rows, int64_t cols, T* dst,
+                        int64_t dst_stride) {
+    V column[L];
+    transpose_tile(src, src_stride, rows, cols, column);
+    for (int64_t i = 0; i < cols; ++i) store(dst + i * dst_stride, rows, column[i]);
+  }
+
   static M better(V v, V best) {
     return _mm512_cmp_pd_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q);
   }

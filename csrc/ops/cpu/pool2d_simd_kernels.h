@@ -29,7 +29,8 @@
 //   V add_where(m, acc, v): acc + v where m, else acc      int64_t count(m): lanes set
 //   M lanes_between(lo, hi): lanes j with lo <= j < hi
 //   transpose(src, src_stride, rows, cols, dst, dst_stride): dst[c*dst_stride + r] =
-//     src[r*src_stride + c] for r < rows, c < cols <= L (T-sized elements; L > 1 only)
+//     src[r*src_stride + c] for r < rows, c < cols <= L (T-sized elements; L > 1 only);
+//   transpose_tile(src, src_stride, rows, cols, V* column): the same into registers
 
 namespace pycnn {
 namespace {
@@ -958,6 +959,22 @@ void adaptive_avg_nchw(const typename S::T* in, typename S::T* out, const PoolPa
   using V = typename S::V;
   const int64_t in_plane = p.in_h * p.in_w, out_plane = p.out_h * p.out_w;
   if constexpr (S::L > 1) {
+    if (out_plane == 1) {
+      // Global pooling: sum the transposed tiles straight from registers, in
+      // pixel order; the group's L results are adjacent in the output.
+      for (int64_t first = begin; first < end; first += S::L) {
+        const int64_t n = min_i64(S::L, end - first);
+        V sum = S::zero();
+        for (int64_t t = 0; t < in_plane; t += S::L) {
+          const int64_t cols = min_i64(S::L, in_plane - t);
+          V column[S::L];
+          S::transpose_tile(in + first * in_plane + t, in_plane, n, cols, column);
+          for (int64_t c = 0; c < cols; ++c) sum = S::add(sum, column[c]);
+        }
+        S::store(out + first, n, S::div(sum, S::set1(static_cast<T>(in_plane))));
+      }
+      return;
+    }
     if (scratch != nullptr) {
       const PlaneGroupScratch sizes(p);
       T* group_in = static_cast<T*>(scratch);
