@@ -35,6 +35,32 @@
 namespace pycnn {
 namespace {
 
+// The unsigned integer of a size (no <type_traits> here; see the top).
+template <int Bytes>
+struct UintOf;
+template <>
+struct UintOf<4> {
+  using type = uint32_t;
+};
+template <>
+struct UintOf<8> {
+  using type = uint64_t;
+};
+
+// Bitwise selects: data-dependent branches would mispredict on real data.
+template <typename T>
+inline T select_bits(bool take_b, T a, T b) {
+  using U = typename UintOf<sizeof(T)>::type;
+  U ua, ub;
+  __builtin_memcpy(&ua, &a, sizeof(T));
+  __builtin_memcpy(&ub, &b, sizeof(T));
+  const U mask = U(0) - U(take_b);
+  const U r = (ua & ~mask) | (ub & mask);
+  T out;
+  __builtin_memcpy(&out, &r, sizeof(T));
+  return out;
+}
+
 // One lane of plain scalar code: the generic kernels, and the strides the
 // vector kernels have no fast path for (gathers are slow on some CPUs).
 template <typename Scalar>
@@ -58,8 +84,8 @@ struct ScalarLanes {
   // Bitwise |, and selects rather than ifs: data-dependent branches
   // mispredict about half the time on real data.
   static M better(V v, V best) { return (v > best) | (v != v); }
-  static V select(M m, V a, V b) { return m ? b : a; }
-  static I select_index(M m, I a, I b) { return m ? b : a; }
+  static V select(M m, V a, V b) { return select_bits(m, a, b); }
+  static I select_index(M m, I a, I b) { return select_bits(m, a, b); }
 
   using IndexElem = int64_t;
   static I load_index_elems(const IndexElem* p) { return *p; }
@@ -73,18 +99,6 @@ struct ScalarLanes {
   static I index1(int64_t x) { return x; }
   static I index_iota(int64_t) { return 0; }
   static I index_add(I a, I b) { return a + b; }
-};
-
-// The unsigned integer of a size (no <type_traits> here; see the top).
-template <int Bytes>
-struct UintOf;
-template <>
-struct UintOf<4> {
-  using type = uint32_t;
-};
-template <>
-struct UintOf<8> {
-  using type = uint64_t;
 };
 
 template <typename T>
@@ -829,20 +843,6 @@ struct PlaneGroupScratch {
   explicit PlaneGroupScratch(const PoolParams& p)
       : in_elements(kMaxLanes * p.in_h * p.in_w), out_elements(kMaxLanes * p.out_h * p.out_w) {}
 };
-
-// Bitwise selects: data-dependent branches would mispredict on real data.
-template <typename T>
-inline T select_bits(bool take_b, T a, T b) {
-  using U = typename UintOf<sizeof(T)>::type;
-  U ua, ub;
-  __builtin_memcpy(&ua, &a, sizeof(T));
-  __builtin_memcpy(&ub, &b, sizeof(T));
-  const U mask = U(0) - U(take_b);
-  const U r = (ua & ~mask) | (ub & mask);
-  T out;
-  __builtin_memcpy(&out, &r, sizeof(T));
-  return out;
-}
 
 template <typename T>
 void adaptive_max_plane(const T* src, T* dst, int64_t* dst_index, const PoolParams& p) {
