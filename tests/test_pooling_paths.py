@@ -4,15 +4,16 @@ Which code runs depends on the layout and the shape:
   * dense NCHW: vectors along output rows -- stride 1 (plain loads), stride 2
     (loads and a deinterleave), other strides one scalar lane; outputs whose
     windows are clipped (padding, ceil_mode) take a scalar path at each end;
-  * dense channels_last: vectors along channels -- up to 4 vectors in
-    registers, wider pixels accumulate in the output, in blocks of 1024;
+  * dense channels_last: vectors along channels -- up to 8 (AVX-512) or 4
+    vectors in registers, wider pixels accumulate in the output, in blocks
+    of 1024 channels;
   * adaptive NCHW: planes transposed in groups of one vector, or one plane
     at a time when the group would not fit its scratch; evenly dividing
     windows with stride <= 2 go through the plain kernels instead;
   * gradients: avg writes rows directly where windows tile the input; max
-    gathers (channels_last, wide pixels, windows that do not overlap) or
-    scatters, and falls back to the reference loops when an index is not a
-    tap of its own window;
+    gathers where windows do not overlap (channels_last with wide pixels;
+    NCHW windows 2 wide at stride 2) and scatters elsewhere, and falls back
+    to the reference loops when an index is not a tap of its own window;
   * anything else (strided views, planes of 2^31 elements) takes the
     reference loops.
 Every path computes each output in the reference loops' order, so the
@@ -192,10 +193,12 @@ def test_avg_divisors_on_every_path(count_include_pad, divisor_override, dtype):
 
 # -------------------------------------------------------------- NHWC channels
 
-# 1..70 channels: fewer than one vector, exact vectors, 2-4 vectors in
+# 1..130 channels: fewer than one vector, exact vectors, several vectors in
 # registers with a partial last one, and the in-output accumulation past
-# them (float32 holds 16 a vector, float64 8).
-CHANNELS = [1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 47, 48, 49, 63, 64, 65, 70]
+# them (a vector holds 16 float32 or 8 float64 with AVX-512, 8 or 4 with
+# AVX2; registers hold 8 vectors with AVX-512, 4 with AVX2).
+CHANNELS = [1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 47, 48, 49, 63, 64, 65, 70, 127,
+            128, 129]
 
 
 @dtypes
@@ -295,6 +298,27 @@ def test_adaptive_empty_output(op):
 
 
 # ------------------------------------------------------------------ gradients
+
+@dtypes
+def test_max_gradient_gather_along_nchw_rows(dtype):
+    """NCHW windows 2 wide at stride 2 that do not overlap along h gather on
+    rows of 32 or more (shorter ones scatter): odd widths, padding (the
+    row's first element alone), ceil_mode, rows no window covers, dilation
+    along h."""
+    for width in (1, 3, 16, 31, 32, 33, 34, 47, 48, 49, 50, 65):
+        for options in (dict(kernel_size=2, stride=2), dict(kernel_size=2, stride=2, padding=1),
+                        dict(kernel_size=2, stride=2, ceil_mode=True),
+                        dict(kernel_size=(3, 2), stride=(3, 2), padding=(1, 1)),
+                        dict(kernel_size=(1, 2), stride=(3, 2)),
+                        dict(kernel_size=2, stride=(4, 2), dilation=(2, 1), padding=(1, 0))):
+            x = randn(2, 3, 7, width, dtype=dtype)
+            try:
+                TF.max_pool2d(x, **options)
+            except RuntimeError:
+                continue
+            check_paths_agree("max", x, options, what=f"width {width}")
+            check_against_torch("max", x.double(), options, dtype, "contiguous")
+
 
 @dtypes
 @layouts

@@ -20,6 +20,8 @@ namespace {
 struct Avx2F32 {
   using T = float;
   static constexpr int64_t L = 8;
+  // Accumulator vectors a pixel may keep in registers (value and index each).
+  static constexpr int kRegisterVectors = 4;
   using V = __m256;
   using I = __m256i;  // int32 flat indices
   using M = __m256;   // all-ones lanes
@@ -116,6 +118,23 @@ struct Avx2F32 {
     for (int64_t i = 0; i < cols; ++i) store(dst + i * dst_stride, rows, column[i]);
   }
 
+  static V load_pairs(const T* p, int64_t n) {
+    const int64_t k = (n + 1) / 2;
+    const __m128 half = _mm_maskload_ps(p, _mm256_castsi256_si128(first_bits(k)));
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(half),
+                                    _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+  }
+  static M index64_equal_pairs(const int64_t* p, int64_t n, I i) {
+    const __m256i x = _mm256_maskload_epi64(reinterpret_cast<const long long*>(p),
+                                            first_bits64((n + 1) / 2));
+    const __m256i lo = _mm256_and_si256(
+        first_bits64(n), _mm256_cmpeq_epi64(_mm256_permute4x64_epi64(x, 0x50),
+                                            _mm256_cvtepi32_epi64(_mm256_castsi256_si128(i))));
+    const __m256i hi = _mm256_and_si256(
+        first_bits64(n - 4), _mm256_cmpeq_epi64(_mm256_permute4x64_epi64(x, 0xFA),
+                                                _mm256_cvtepi32_epi64(_mm256_extracti128_si256(i, 1))));
+    return even_of(_mm256_castsi256_ps(lo), _mm256_castsi256_ps(hi));
+  }
   static M better(V v, V best) {
     return _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
   }
@@ -162,6 +181,8 @@ struct Avx2F32 {
 struct Avx2F64 {
   using T = double;
   static constexpr int64_t L = 4;
+  // Accumulator vectors a pixel may keep in registers (value and index each).
+  static constexpr int kRegisterVectors = 4;
   using V = __m256d;
   using I = __m256i;  // int64 flat indices
   using M = __m256d;  // all-ones lanes
@@ -228,6 +249,16 @@ struct Avx2F64 {
     for (int64_t i = 0; i < cols; ++i) store(dst + i * dst_stride, rows, column[i]);
   }
 
+  static V load_pairs(const T* p, int64_t n) {
+    const __m128i two = _mm_cmpgt_epi64(_mm_set1_epi64x((n + 1) / 2), _mm_setr_epi32(0, 0, 1, 0));
+    const __m128d half = _mm_maskload_pd(p, two);
+    return _mm256_permute4x64_pd(_mm256_castpd128_pd256(half), 0x50);
+  }
+  static M index64_equal_pairs(const int64_t* p, int64_t n, I i) {
+    const __m128i two = _mm_cmpgt_epi64(_mm_set1_epi64x((n + 1) / 2), _mm_setr_epi32(0, 0, 1, 0));
+    const __m128i x = _mm_maskload_epi64(reinterpret_cast<const long long*>(p), two);
+    return index_equal(_mm256_permute4x64_epi64(_mm256_castsi128_si256(x), 0x50), i, n);
+  }
   static M better(V v, V best) {
     return _mm256_or_pd(_mm256_cmp_pd(v, best, _CMP_GT_OQ), _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
   }

@@ -26,6 +26,8 @@ namespace {
 struct Avx512F32 {
   using T = float;
   static constexpr int64_t L = 16;
+  // Accumulator vectors a pixel may keep in registers (value and index each).
+  static constexpr int kRegisterVectors = 8;
   using V = __m512;
   using I = __m512i;  // int32 flat indices
   using M = __mmask16;
@@ -126,6 +128,21 @@ struct Avx512F32 {
     for (int64_t i = 0; i < cols; ++i) store(dst + i * dst_stride, rows, column[i]);
   }
 
+  static V load_pairs(const T* p, int64_t n) {
+    const V v = _mm512_maskz_loadu_ps(first((n + 1) / 2), p);
+    return _mm512_permutexvar_ps(_mm512_srli_epi32(lane_ids(), 1), v);
+  }
+  static M index64_equal_pairs(const int64_t* p, int64_t n, I i) {
+    const __m512i x = _mm512_maskz_loadu_epi64(__mmask8(first((n + 1) / 2)), p);
+    const __m512i lo = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 0, 1, 1, 2, 2, 3, 3), x);
+    const __m512i hi = _mm512_permutexvar_epi64(_mm512_setr_epi64(4, 4, 5, 5, 6, 6, 7, 7), x);
+    const M m = first(n);
+    const __mmask8 eq_lo = _mm512_mask_cmpeq_epi64_mask(
+        __mmask8(m), lo, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(i)));
+    const __mmask8 eq_hi = _mm512_mask_cmpeq_epi64_mask(
+        __mmask8(m >> 8), hi, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(i, 1)));
+    return M(eq_lo | (unsigned(eq_hi) << 8));
+  }
   static M better(V v, V best) {
     return _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
   }
@@ -158,6 +175,8 @@ struct Avx512F32 {
 struct Avx512F64 {
   using T = double;
   static constexpr int64_t L = 8;
+  // Accumulator vectors a pixel may keep in registers (value and index each).
+  static constexpr int kRegisterVectors = 8;
   using V = __m512d;
   using I = __m512i;  // int64 flat indices
   using M = __mmask8;
@@ -232,6 +251,15 @@ struct Avx512F64 {
     for (int64_t i = 0; i < cols; ++i) store(dst + i * dst_stride, rows, column[i]);
   }
 
+  static V load_pairs(const T* p, int64_t n) {
+    const V v = _mm512_maskz_loadu_pd(first((n + 1) / 2), p);
+    return _mm512_permutexvar_pd(_mm512_setr_epi64(0, 0, 1, 1, 2, 2, 3, 3), v);
+  }
+  static M index64_equal_pairs(const int64_t* p, int64_t n, I i) {
+    const __m512i x = _mm512_maskz_loadu_epi64(first((n + 1) / 2), p);
+    return _mm512_mask_cmpeq_epi64_mask(
+        first(n), _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 0, 1, 1, 2, 2, 3, 3), x), i);
+  }
   static M better(V v, V best) {
     return _mm512_cmp_pd_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q);
   }

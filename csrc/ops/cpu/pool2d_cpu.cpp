@@ -104,20 +104,17 @@ int64_t plane_group_scratch(const PoolParams& p, int64_t element_size) {
   return bytes <= kMaxScratch ? bytes : 0;
 }
 
-int64_t max_backward_nchw_scratch_bytes(const PoolParams& p, int64_t element_size) {
-  // As max_backward_nchw lays it out: values, then indices (up to 8 bytes
-  // each), each part 64-byte aligned, then two int64 per ring slot.
-  const int64_t slots = max_covering_outputs(p.kernel_h, p.stride_h, p.dilation_h);
-  const int64_t elements = slots * (p.in_w + (p.kernel_w - 1) * p.dilation_w);
-  auto aligned = [](int64_t bytes) { return (bytes + 63) / 64 * 64; };
-  return aligned(elements * element_size) + aligned(elements * 8) + 2 * slots * 8;
-}
-
 bool prefer_gather(PoolLayout layout, const PoolParams& p) {
+  const bool no_overlap = max_covering_outputs(p.kernel_h, p.stride_h, p.dilation_h) == 1 &&
+                          max_covering_outputs(p.kernel_w, p.stride_w, p.dilation_w) == 1;
+  // The nchw gather's fixed cost per input row outweighs its savings on
+  // rows shorter than this.
+  constexpr int64_t kMinRow = 32;
+  if (layout == PoolLayout::nchw)
+    return no_overlap && p.kernel_w == 2 && p.stride_w == 2 && p.dilation_w == 1 &&
+           p.in_w >= kMinRow;
   constexpr int64_t kMinChannels = 32;
-  return layout == PoolLayout::nhwc && p.channels >= kMinChannels &&
-         max_covering_outputs(p.kernel_h, p.stride_h, p.dilation_h) == 1 &&
-         max_covering_outputs(p.kernel_w, p.stride_w, p.dilation_w) == 1;
+  return layout == PoolLayout::nhwc && no_overlap && p.channels >= kMinChannels;
 }
 
 bool max_pool_backward_gather(const at::Tensor& grad_output, const at::Tensor& indices,
@@ -141,8 +138,7 @@ bool max_pool_backward_gather(const at::Tensor& grad_output, const at::Tensor& i
       if (nhwc) {
         kernels.max_backward_nhwc(g, i, gi, p, begin, end, &found);
       } else {
-        std::vector<char> scratch(max_backward_nchw_scratch_bytes(p, sizeof(scalar_t)));
-        kernels.max_backward_nchw(g, i, gi, p, begin, end, scratch.data(), &found);
+        kernels.max_backward_nchw(g, i, gi, p, begin, end, &found);
       }
       matches.fetch_add(found, std::memory_order_relaxed);
     });

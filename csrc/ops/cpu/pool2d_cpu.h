@@ -48,10 +48,10 @@ void parallel_rows(int64_t rows, int64_t work_per_row, const F& f) {
   at::parallel_for(0, rows, grain, f);
 }
 
-// Whether max_pool_backward_gather beats max_pool_backward_scatter: for
-// nhwc, when windows do not overlap (each element is some output's at
-// most) and pixels are wide enough to fill vectors.  Elsewhere the
-// gather's work per input element exceeds the scatter's per output.
+// Whether max_pool_backward_gather applies and beats the scatter: windows
+// that do not overlap, and for nchw 2 wide at stride 2 along w (VGG's 2x2)
+// on rows of 32 or more, for nhwc pixels wide enough to fill vectors.  Elsewhere the gather's work
+// per input element exceeds the scatter's per output.
 bool prefer_gather(PoolLayout layout, const PoolParams& p);
 
 // The max-pool gradient of plain pooling (or adaptive pooling made plain):
@@ -77,9 +77,7 @@ RowBands adaptive_row_bands(const AdaptivePool2dShape& s);
 
 // The max-pool gradient by scattering, for any windows: grad_input = 0, then
 // grad_input[indices] += grad_output, plane by plane in output order
-// (deterministic, no atomics), split over threads by input rows.  Faster
-// than max_pool_backward_gather for nchw, where an output row's indices are
-// contiguous and the gather would rebuild its rows element by element.  grad_input must be nchw or nhwc (dense)
+// (deterministic, no atomics), split over threads by input rows.  grad_input must be nchw or nhwc (dense)
 // and grad_output is brought to its layout.  Returns false, leaving
 // grad_input unspecified, if some index is not inside the rows its output's
 // window covers; the caller then runs the reference, which handles any

@@ -67,20 +67,18 @@ struct PoolKernels {
   void (*adaptive_avg_backward_nhwc)(const T* grad_out, T* grad_in, const PoolParams& p,
                                      int64_t begin, int64_t end);
   // max_pool2d backward (and adaptive pooling turned plain), by gathering.
-  // nchw rows: (plane, ih), with `scratch` of max_backward_nchw_scratch_bytes;
-  // nhwc rows: (n, ih).  *matches receives how many (output, element) pairs
-  // matched: the rows' share of the output count when the indices are valid.
+  // nchw rows: (plane, ih), for windows 2 wide at stride 2 along w that do
+  // not overlap along h; nhwc rows: (n, ih).  *matches receives how many
+  // (output, element) pairs matched: the rows' share of the output count
+  // when every index names a tap of its own window.
   void (*max_backward_nchw)(const T* grad_out, const int64_t* indices, T* grad_in,
-                            const PoolParams& p, int64_t begin, int64_t end, void* scratch,
-                            int64_t* matches);
+                            const PoolParams& p, int64_t begin, int64_t end, int64_t* matches);
   void (*max_backward_nhwc)(const T* grad_out, const int64_t* indices, T* grad_in,
                             const PoolParams& p, int64_t begin, int64_t end, int64_t* matches);
 };
 
 // Bytes of scratch adaptive_{max,avg}_nchw use, for elements of `element_size`.
 int64_t plane_group_scratch_bytes(const PoolParams& p, int64_t element_size);
-// Bytes of scratch max_backward_nchw needs for elements of `element_size`.
-int64_t max_backward_nchw_scratch_bytes(const PoolParams& p, int64_t element_size);
 
 // The kernels for the given instruction set (an ISA this build has no
 // kernels for falls back to the next lower one).

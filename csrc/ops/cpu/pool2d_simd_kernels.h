@@ -28,6 +28,7 @@
 //   M index_equal(a, b, n), index64_equal(p, n, x): p[j] == x (both false in lanes >= n)
 //   V add_where(m, acc, v): acc + v where m, else acc      int64_t count(m): lanes set
 //   M lanes_between(lo, hi): lanes j with lo <= j < hi
+//   V load_pairs(p, n): lane j = p[j/2]     M index64_equal_pairs(p, n, i): p[j/2] == i[j], j < n
 //   transpose(src, src_stride, rows, cols, dst, dst_stride): dst[c*dst_stride + r] =
 //     src[r*src_stride + c] for r < rows, c < cols <= L (T-sized elements; L > 1 only);
 //   transpose_tile(src, src_stride, rows, cols, V* column): the same into registers
@@ -67,6 +68,7 @@ template <typename Scalar>
 struct ScalarLanes {
   using T = Scalar;
   static constexpr int64_t L = 1;
+  static constexpr int kRegisterVectors = 4;
   using V = T;
   using I = int64_t;
   using M = bool;
@@ -96,6 +98,8 @@ struct ScalarLanes {
   static V add_where(M m, V acc, V v) { return m ? acc + v : acc; }
   static int64_t count(M m) { return m; }
   static M lanes_between(int64_t lo, int64_t hi) { return lo <= 0 && 0 < hi; }
+  static V load_pairs(const T* p, int64_t) { return *p; }
+  static M index64_equal_pairs(const int64_t* p, int64_t, I i) { return *p == i; }
   static I index1(int64_t x) { return x; }
   static I index_iota(int64_t) { return 0; }
   static I index_add(I a, I b) { return a + b; }
@@ -406,23 +410,23 @@ void avg_backward_nchw_rows(const typename S::T* grad_out, typename S::T* grad_i
 // same for all of them.  Each tap sweeps the pixel's channels in one forward
 // run (up to kChannelBlock of them): the hardware prefetchers keep up with
 // streams that only move forward, and sweeping a pixel in several passes,
-// block by block, measured about 1.5x slower.  Pixels of up to kGroup
-// vectors keep their accumulators in registers; wider ones accumulate in
-// the output row itself, which stays in L1.
-constexpr int kGroup = 4;
+// block by block, measured about 1.5x slower.  Pixels of up to
+// S::kRegisterVectors vectors keep their accumulators in registers; wider
+// ones accumulate in the output row itself, which stays in L1.
 constexpr int64_t kChannelBlock = 1024;
 
-// Calls body.template operator()<G>() for the number of vectors G of a pixel
-// of `channels` that fit in registers, or body.template operator()<0>().
+template <class S, int G, class Body>
+inline void call_with_group(int64_t vectors, const Body& body) {
+  if constexpr (G > S::kRegisterVectors) body.template operator()<0>();
+  else if (vectors == G) body.template operator()<G>();
+  else call_with_group<S, G + 1>(vectors, body);
+}
+
+// Calls body.template operator()<G>() with the number of vectors G of a
+// pixel of `channels` where they fit in registers, else with G = 0.
 template <class S, class Body>
 inline void with_vectors(int64_t channels, const Body& body) {
-  switch ((channels + S::L - 1) / S::L) {
-    case 1: body.template operator()<1>(); break;
-    case 2: body.template operator()<2>(); break;
-    case 3: body.template operator()<3>(); break;
-    case 4: body.template operator()<kGroup>(); break;
-    default: body.template operator()<0>(); break;
-  }
+  call_with_group<S, 1>((channels + S::L - 1) / S::L, body);
 }
 
 // Lanes in vector g of G over `channels` (only the last may be partial).
@@ -473,14 +477,17 @@ inline void max_pixel_buffered(const typename S::T* image, int64_t in_w, int64_t
   for (int64_t c0 = 0; c0 < channels; c0 += kChannelBlock) {
     const int64_t width = min_i64(kChannelBlock, channels - c0);
     T* best = dst + c0;
-    const I first = S::index1(win.h * in_w + win.w);
+    // The first tap initialises: the scan from -inf would take its value
+    // (or keep -inf, which it then is) and always keeps its index.
+    const int64_t first = win.h * in_w + win.w;
     for (int64_t c = 0; c < width; c += S::L) {
-      S::store(best + c, min_i64(S::L, width - c), S::set1(negative_infinity<T>()));
-      S::store_index_elems(index_buf + c, first);
+      const int64_t n = min_i64(S::L, width - c);
+      S::store(best + c, n, S::load(image + first * channels + c0 + c, n));
+      S::store_index_elems(index_buf + c, S::index1(first));
     }
     for (int64_t i = 0; i < win.nh; ++i) {
       const int64_t row = (win.h + i * win.dh) * in_w + win.w;
-      for (int64_t j = 0; j < win.nw; ++j) {
+      for (int64_t j = (i == 0); j < win.nw; ++j) {
         const int64_t pix = row + j * win.dw;
         const T* src = image + pix * channels + c0;
         const I here = S::index1(pix);
@@ -524,10 +531,15 @@ inline void avg_pixel_buffered(const typename S::T* image, int64_t in_w, int64_t
   for (int64_t c0 = 0; c0 < channels; c0 += kChannelBlock) {
     const int64_t width = min_i64(kChannelBlock, channels - c0);
     T* sum = dst + c0;
-    for (int64_t c = 0; c < width; c += S::L) S::store(sum + c, min_i64(S::L, width - c), S::zero());
+    // The first tap initialises, as 0 + x like the reference's first addition.
+    const T* first = image + (win.h * in_w + win.w) * channels + c0;
+    for (int64_t c = 0; c < width; c += S::L) {
+      const int64_t n = min_i64(S::L, width - c);
+      S::store(sum + c, n, S::add(S::zero(), S::load(first + c, n)));
+    }
     for (int64_t i = 0; i < win.nh; ++i) {
       const int64_t row = (win.h + i * win.dh) * in_w + win.w;
-      for (int64_t j = 0; j < win.nw; ++j) {
+      for (int64_t j = (i == 0); j < win.nw; ++j) {
         const T* src = image + (row + j * win.dw) * channels + c0;
         for (int64_t c = 0; c < width; c += S::L) {
           const int64_t n = min_i64(S::L, width - c);
@@ -677,8 +689,9 @@ struct CoveringWalk {
 };
 
 // Adds to the channels of grad_input pixel `pix` the gradients of output
-// `o` (an offset into grad_out and indices) that chose it.  Up to kGroup
-// vectors accumulate in registers (acc), more in the pixel itself.
+// `o` (an offset into grad_out and indices) that chose it.  Up to
+// S::kRegisterVectors vectors accumulate in registers (acc), more in the
+// pixel itself.
 template <class S, int G>
 inline void gather_output(const typename S::T* grad_out, const int64_t* indices, int64_t o,
                           int64_t pix, int64_t channels, typename S::V* acc, int64_t* count) {
@@ -746,82 +759,49 @@ void max_backward_nhwc(const typename S::T* grad_out, const int64_t* indices,
   *matches = count;
 }
 
-// The scratch max_backward_nchw needs: a ring of `slots` output rows, each
-// spread out to input width (see below).
-struct ExpandedRows {
-  int64_t slots, width, offset;
-  explicit ExpandedRows(const PoolParams& p)
-      : slots(max_covering_outputs(p.kernel_h, p.stride_h, p.dilation_h)),
-        width(p.in_w + (p.kernel_w - 1) * p.dilation_w),
-        offset((p.kernel_w - 1) * p.dilation_w - p.pad_w) {}
-};
-
-// Rows (plane, ih) of grad_input.  Vectors run along the input row.  Output
-// row oh is first spread out to input positions: output ow goes to position
-// ow*stride_w + offset, every other position holds index -1 (no match); then
-// lane iw, tap kw reads position iw + (kernel_w-1-kw)*dilation_w, contiguous
-// for every stride.  Taps go from the last to the first, so that each element
-// still sees its outputs in ascending order.
+// Rows (plane, ih) of grad_input, for windows 2 wide at stride 2 along w
+// (VGG's and LeNet's 2x2 pools) that do not overlap along h.  Vectors run
+// along the input row: lane iw belongs to output ow = (iw + pad_w) / 2, so a
+// vector of L inputs reads L/2 outputs, each spread over two lanes.  Each
+// element has one candidate output at most, so it is written once.
 template <class S>
 void max_backward_nchw(const typename S::T* grad_out, const int64_t* indices,
                        typename S::T* grad_in, const PoolParams& p, int64_t begin, int64_t end,
-                       void* scratch, int64_t* matches) {
+                       int64_t* matches) {
   using T = typename S::T;
-  using E = typename S::IndexElem;
   const int64_t in_plane = p.in_h * p.in_w, out_plane = p.out_h * p.out_w;
-  const ExpandedRows ring(p);
-  T* values = static_cast<T*>(scratch);
-  E* index = reinterpret_cast<E*>(
-      static_cast<char*>(scratch) + (ring.slots * ring.width * int64_t(sizeof(T)) + 63) / 64 * 64);
-  int64_t* slot_row = reinterpret_cast<int64_t*>(
-      reinterpret_cast<char*>(index) + (ring.slots * ring.width * int64_t(sizeof(E)) + 63) / 64 * 64);
-  int64_t* bases = slot_row + ring.slots;  // this row's expanded rows, in output order
+  const typename S::I lanes = S::index_iota(1);
   int64_t count = 0;
-  int64_t plane = -1;
-  const typename S::I lanes_flat = S::index_iota(1);
-  for (int64_t r = begin; r < end; ++r) {
-    const int64_t ih = r % p.in_h;
-    if (r / p.in_h != plane) {
-      plane = r / p.in_h;
-      for (int64_t s = 0; s < ring.slots; ++s) slot_row[s] = -1;
-    }
-    const T* go = grad_out + plane * out_plane;
-    const int64_t* ix = indices + plane * out_plane;
-    const TapRange rows =
-        covering_outputs(ih, p.out_h, p.kernel_h, p.stride_h, p.pad_h, p.dilation_h);
-    int64_t used = 0;
-    for (int64_t oh = rows.first; oh < rows.last; ++oh) {
-      if (!lands_on_tap(ih + p.pad_h - oh * p.stride_h, p.dilation_h)) continue;
-      const int64_t s = oh % ring.slots;
-      bases[used++] = s * ring.width;
-      if (slot_row[s] == oh) continue;
-      slot_row[s] = oh;
-      T* v = values + s * ring.width;
-      E* x = index + s * ring.width;
-      for (int64_t q = 0; q < ring.width; ++q) {
-        v[q] = 0;
-        x[q] = -1;
+  for (int64_t r = begin; r < end;) {
+    const int64_t plane = r / p.in_h, a = r % p.in_h, b = min_i64(p.in_h, a + (end - r));
+    r += b - a;
+    CoveringWalk walk(a, p.out_h, p.kernel_h, p.stride_h, p.pad_h, p.dilation_h);
+    for (int64_t ih = a; ih < b; ++ih, walk.next()) {
+      T* row = grad_in + plane * in_plane + ih * p.in_w;
+      const TapRange rows = walk.range();
+      const int64_t oh = rows.first;
+      if (rows.first == rows.last || !lands_on_tap(ih + p.pad_h - oh * p.stride_h, p.dilation_h)) {
+        for (int64_t iw = 0; iw < p.in_w; iw += S::L) S::store(row + iw, min_i64(S::L, p.in_w - iw), S::zero());
+        continue;
       }
-      for (int64_t ow = 0; ow < p.out_w; ++ow) {
-        const int64_t q = ow * p.stride_w + ring.offset, t = ix[oh * p.out_w + ow];
-        v[q] = go[oh * p.out_w + ow];
-        x[q] = t >= 0 && t < in_plane ? static_cast<E>(t) : E(-1);
-      }
-    }
-    T* row = grad_in + plane * in_plane + ih * p.in_w;
-    for (int64_t iw = 0; iw < p.in_w; iw += S::L) {
-      const int64_t n = min_i64(S::L, p.in_w - iw);
-      const typename S::I flat = S::index_add(lanes_flat, S::index1(ih * p.in_w + iw));
-      typename S::V acc = S::zero();
-      for (int64_t u = 0; u < used; ++u) {
-        for (int64_t kw = p.kernel_w - 1; kw >= 0; --kw) {
-          const int64_t q = bases[u] + iw + (p.kernel_w - 1 - kw) * p.dilation_w;
-          const typename S::M hit = S::index_equal(S::load_index_elems(index + q, n), flat, n);
-          acc = S::add_where(hit, acc, S::load(values + q, n));
+      const T* go = grad_out + plane * out_plane + oh * p.out_w;
+      const int64_t* ix = indices + plane * out_plane + oh * p.out_w;
+      auto chunk = [&](int64_t iw, int64_t n) {
+        const int64_t ow = (iw + p.pad_w) / 2;  // iw + pad_w is even here, or n == 1
+        // Lanes past the last output's window stay zero.
+        const int64_t live = min_i64(n, 2 * (p.out_w - ow));
+        typename S::V g = S::zero();
+        if (live > 0) {
+          const typename S::M hit = S::index64_equal_pairs(
+              ix + ow, live, S::index_add(lanes, S::index1(ih * p.in_w + iw)));
+          g = S::add_where(hit, g, S::load_pairs(go + ow, live));
           count += S::count(hit);
         }
-      }
-      S::store(row + iw, n, acc);
+        S::store(row + iw, n, g);
+      };
+      int64_t iw = 0;
+      if (p.pad_w % 2 == 1) chunk(iw++, 1);  // aligns the vectors to whole outputs
+      for (; iw < p.in_w; iw += S::L) chunk(iw, min_i64(S::L, p.in_w - iw));
     }
   }
   *matches = count;
