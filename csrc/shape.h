@@ -75,12 +75,13 @@ PYCNN_HOST_DEVICE inline AvgWindow avg_pool_window(int64_t o, int64_t in, int64_
   return {begin, end, padded_len};
 }
 
-// torch's average-pool divisor: the override if given, else the window's
-// area counting padding (count_include_pad) or only the input it covers.
+// avg_pool2d's divisor, torch's rule: divisor_override when non-zero (0
+// means none; the checks reject an explicit 0), else the window's area
+// counting padding (count_include_pad) or only the input elements it covers.
 PYCNN_HOST_DEVICE inline int64_t avg_pool_divisor(const AvgWindow& wh, const AvgWindow& ww,
-                                                  bool count_include_pad, bool has_override,
+                                                  bool count_include_pad,
                                                   int64_t divisor_override) {
-  if (has_override) return divisor_override;
+  if (divisor_override != 0) return divisor_override;
   if (count_include_pad) return wh.padded_len * ww.padded_len;
   return (wh.end - wh.begin) * (ww.end - ww.begin);
 }
@@ -134,6 +135,13 @@ PYCNN_HOST_DEVICE inline TapRange covering_outputs(int64_t i, int64_t out, int64
   if (last > out) last = out;
   if (first > last) first = last;
   return {first, last};
+}
+
+// Adaptive pooling's inverse: the output cells [first, last) whose windows
+// contain input position i.  It is adaptive_start/adaptive_end with the
+// roles of in and out swapped, and exact (every cell in the range covers i).
+PYCNN_HOST_DEVICE inline TapRange adaptive_covering_outputs(int64_t i, int64_t in, int64_t out) {
+  return {adaptive_start(i, in, out), adaptive_end(i, in, out)};
 }
 
 }  // namespace pycnn

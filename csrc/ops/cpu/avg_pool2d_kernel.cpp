@@ -14,8 +14,7 @@ namespace {
 
 int64_t divisor_of(const AvgWindow& wh, const AvgWindow& ww, bool count_include_pad,
                    std::optional<int64_t> divisor_override) {
-  return avg_pool_divisor(wh, ww, count_include_pad, divisor_override.has_value(),
-                          divisor_override.value_or(0));
+  return avg_pool_divisor(wh, ww, count_include_pad, divisor_override.value_or(0));
 }
 
 // The reference: any strides, one plane per task.

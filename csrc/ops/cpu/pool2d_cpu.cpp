@@ -54,7 +54,6 @@ PoolParams pool_params(const Pool2dShape& s, bool count_include_pad,
   p.dilation_h = s.dilation_h;
   p.dilation_w = s.dilation_w;
   p.count_include_pad = count_include_pad;
-  p.has_divisor_override = divisor_override.has_value();
   p.divisor_override = divisor_override.value_or(0);
   return p;
 }
@@ -80,7 +79,7 @@ bool adaptive_as_plain(PoolParams* p) {
   p->pad_h = p->pad_w = 0;
   p->dilation_h = p->dilation_w = 1;
   p->count_include_pad = true;
-  p->has_divisor_override = false;
+  p->divisor_override = 0;
   return true;
 }
 

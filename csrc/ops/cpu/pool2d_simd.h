@@ -23,9 +23,8 @@ namespace pycnn {
 struct PoolParams {
   int64_t batch, channels, in_h, in_w, out_h, out_w;
   int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
-  // avg_pool2d's divisor options.
+  // avg_pool2d's divisor options; divisor_override 0 means none (as in shape.h).
   bool count_include_pad;
-  bool has_divisor_override;
   int64_t divisor_override;
 };
 

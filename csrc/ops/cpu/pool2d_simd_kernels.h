@@ -137,8 +137,7 @@ inline AvgWindow avg_window_w(const PoolParams& p, int64_t ow) {
   return avg_pool_window(ow, p.in_w, p.kernel_w, p.stride_w, p.pad_w);
 }
 inline int64_t avg_divisor(const PoolParams& p, const AvgWindow& wh, const AvgWindow& ww) {
-  return avg_pool_divisor(wh, ww, p.count_include_pad, p.has_divisor_override,
-                          p.divisor_override);
+  return avg_pool_divisor(wh, ww, p.count_include_pad, p.divisor_override);
 }
 
 // Window rules for the kernels that take any window shape: each gives an
@@ -202,13 +201,10 @@ struct AdaptiveRule {
     return {h0, h1 - h0, 1, w0, w1 - w0, 1};
   }
   // Windows start and end in ascending order, so the rows reaching [a, b)
-  // are consecutive.
+  // run from the first covering row a to the last covering row b - 1.
   TapRange rows_reaching(int64_t a, int64_t b) const {
-    int64_t first = 0;
-    while (first < p.out_h && rows_end(first) <= a) ++first;
-    int64_t last = first;
-    while (last < p.out_h && rows_begin(last) < b) ++last;
-    return {first, last};
+    return {adaptive_covering_outputs(a, p.in_h, p.out_h).first,
+            adaptive_covering_outputs(b - 1, p.in_h, p.out_h).last};
   }
   bool tiles() const { return p.in_h % p.out_h == 0 && p.in_w % p.out_w == 0; }
 };

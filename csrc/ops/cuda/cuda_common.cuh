@@ -1,0 +1,150 @@
+// Helpers shared by pycnn's CUDA kernels: strides and coordinates of 4-D
+// tensors, and the two generic kernels most ops are written with:
+//   * elementwise_kernel: op(i) for every output element i (grid-stride);
+//   * block_reduce_kernel: one block per output element, summing its terms
+//     in a fixed order, so that reductions give bitwise the same result run
+//     after run.
+// The per-element work lives in functors whose call operators are
+// PYCNN_HOST_DEVICE, so that tests/cuda_emulation can run the very same code
+// on the CPU.  Everything that indexes memory is int64_t.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
+#include "../../shape.h"
+
+namespace pycnn {
+namespace gpu {
+
+// Element strides of a 4-D tensor in (N, C, H, W) order, whatever its
+// memory layout: kernels index through these, so contiguous, channels_last
+// and sliced views all take the same code path.
+struct Strides4d {
+  int64_t n, c, h, w;
+};
+
+inline Strides4d strides_of(const at::Tensor& t) {
+  return {t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
+}
+
+PYCNN_HOST_DEVICE __forceinline__ int64_t offset_of(const Strides4d& s, int64_t n, int64_t c, int64_t h,
+                                                    int64_t w) {
+  return n * s.n + c * s.c + h * s.h + w * s.w;
+}
+
+struct Coord4d {
+  int64_t n, c, h, w;
+};
+
+// Coordinates of the index-th element of an (N, C, H, W) tensor counted in
+// its memory order, (n, h, w, c) for channels_last and (n, c, h, w)
+// otherwise, so that neighbouring threads touch neighbouring addresses.
+PYCNN_HOST_DEVICE __forceinline__ Coord4d coord_in_memory_order(int64_t index, int64_t channels,
+                                                                int64_t height, int64_t width,
+                                                                bool channels_last) {
+  Coord4d p;
+  if (channels_last) {
+    p.c = index % channels;
+    index /= channels;
+    p.w = index % width;
+    index /= width;
+    p.h = index % height;
+    p.n = index / height;
+  } else {
+    p.w = index % width;
+    index /= width;
+    p.h = index % height;
+    index /= height;
+    p.c = index % channels;
+    p.n = index / channels;
+  }
+  return p;
+}
+
+// Grid-stride loops: the grid never exceeds what a launch allows, and a
+// loop covers whatever the grid does not.
+constexpr int kThreadsPerBlock = 256;
+constexpr int64_t kMaxBlocks = std::numeric_limits<int32_t>::max();
+
+inline unsigned int blocks_for(int64_t work_items, int64_t items_per_block) {
+  const int64_t blocks = (work_items + items_per_block - 1) / items_per_block;
+  return static_cast<unsigned int>(std::max<int64_t>(1, std::min(blocks, kMaxBlocks)));
+}
+
+__device__ __forceinline__ int64_t global_thread_index() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+
+__device__ __forceinline__ int64_t global_thread_count() {
+  return static_cast<int64_t>(gridDim.x) * blockDim.x;
+}
+
+// Elementwise kernels: an Op provides PYCNN_HOST_DEVICE void operator()(int64_t i) const,
+// called once for every i < count.
+template <typename Op>
+__global__ void elementwise_kernel(const Op op, int64_t count) {
+  for (int64_t i = global_thread_index(); i < count; i += global_thread_count()) op(i);
+}
+
+template <typename Op>
+void launch_elementwise(const Op& op, int64_t count, cudaStream_t stream) {
+  if (count == 0) return;
+  elementwise_kernel<Op><<<blocks_for(count, kThreadsPerBlock), kThreadsPerBlock, 0, stream>>>(
+      op, count);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// Sum of one value per thread over a block of kThreads threads, by a fixed
+// tree: the result does not depend on timing.  Every thread of the block
+// must call it (it synchronises); all of them get the sum.
+template <int kThreads, typename T>
+__device__ T block_sum(T value, T* scratch /* kThreads elements of shared memory */) {
+  static_assert((kThreads & (kThreads - 1)) == 0, "block_sum needs a power-of-two block");
+  const int tid = threadIdx.x;
+  scratch[tid] = value;
+  __syncthreads();
+#pragma unroll
+  for (int half = kThreads / 2; half > 0; half /= 2) {
+    if (tid < half) scratch[tid] += scratch[tid + half];
+    __syncthreads();
+  }
+  const T total = scratch[0];
+  __syncthreads();  // scratch may be reused as soon as this returns
+  return total;
+}
+
+// Block reductions: for every e < red.outputs, red.store(e, sum over
+// j < red.length of red.term(e, j)).  One block per e; thread t sums the
+// terms j = t, t + kThreadsPerBlock, ... in increasing order, then
+// block_sum adds the threads' sums: a fixed order.  A Reduction provides
+//   using acc_t;  int64_t outputs, length;
+//   PYCNN_HOST_DEVICE acc_t term(int64_t e, int64_t j) const;
+//   PYCNN_HOST_DEVICE void store(int64_t e, acc_t sum) const;
+template <typename Reduction>
+__global__ void __launch_bounds__(kThreadsPerBlock) block_reduce_kernel(const Reduction red) {
+  using acc_t = typename Reduction::acc_t;
+  __shared__ acc_t scratch[kThreadsPerBlock];
+  for (int64_t e = blockIdx.x; e < red.outputs; e += gridDim.x) {
+    acc_t acc = acc_t(0);
+    for (int64_t j = threadIdx.x; j < red.length; j += kThreadsPerBlock) acc += red.term(e, j);
+    const acc_t sum = block_sum<kThreadsPerBlock>(acc, scratch);
+    if (threadIdx.x == 0) red.store(e, sum);
+  }
+}
+
+template <typename Reduction>
+void launch_block_reduce(const Reduction& red, cudaStream_t stream) {
+  if (red.outputs == 0) return;
+  block_reduce_kernel<Reduction><<<blocks_for(red.outputs, 1), kThreadsPerBlock, 0, stream>>>(red);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+}  // namespace gpu
+}  // namespace pycnn

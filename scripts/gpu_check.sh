@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# pycnn's GPU check, one command for a fresh GPU machine that has torch
+# (with CUDA), nvcc, pybind11, ninja and pytest but no network:
+#   1. builds pycnn in place against the installed torch (no installs);
+#   2. runs the CUDA tests (tests/test_cuda.py);
+#   3. on a test failure, reruns the first failing test under
+#      compute-sanitizer (memcheck), if there is one, for the log;
+#   4. benchmarks every op against torch (cuDNN) at ResNet/VGG layer shapes
+#      and prints the table last.
+# Each stage has a time limit within an overall budget (GPU_CHECK_BUDGET_S,
+# default 430 s), so the whole run ends within 8 minutes.  The full log
+# (build with ptxas's resource report, every test, the benchmark) goes to
+# $OUT/gpu_check.log when OUT is set, else build/gpu_check.log; the
+# benchmark's rows also go to gpu_bench.json beside it.  Safe to run again:
+# the build is incremental, and a build made against another torch is
+# discarded first.  Exit status: 1 if the build or a test failed, 2 if no
+# GPU was visible (the build was still checked), else 0.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+LOG_DIR=${OUT:-build}
+mkdir -p "$LOG_DIR" build
+LOG=$LOG_DIR/gpu_check.log
+: >"$LOG"
+DEADLINE=$((SECONDS + ${GPU_CHECK_BUDGET_S:-430}))
+
+export CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+export PYCNN_CUDA=1
+export MAX_JOBS=${MAX_JOBS:-$(nproc)}
+export PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+
+say() { echo "$*" | tee -a "$LOG"; }
+stage() { say ""; say "=== $* [$(date +%T), ${SECONDS}s]"; }
+# Seconds a stage may take: its cap, less what the later stages need.
+limit() {
+  local cap=$1 reserve=$2 left=$((DEADLINE - SECONDS - $2))
+  ((left < cap)) && cap=$left
+  ((cap < 10)) && cap=10
+  echo "$cap"
+}
+
+stage "environment"
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader
+  "$CUDA_HOME/bin/nvcc" --version | tail -2
+  $PY -c "import torch, sys; print('python', sys.version.split()[0], '| torch', torch.__version__, \
+'| cuda', torch.version.cuda, '| gpu', torch.cuda.get_device_name() if torch.cuda.is_available() else None)"
+} 2>&1 | tee -a "$LOG"
+
+# A build made against another torch or python (a copied tree) is not reused.
+stamp=build/gpu_check.stamp
+want=$($PY -c "import torch, sys; print(torch.__version__, sys.version.split()[0])" 2>/dev/null)
+if [[ ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
+  rm -rf build/temp build/lib.* pycnn/_C*.so
+fi
+
+stage "build (nvcc for TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST, $MAX_JOBS jobs)"
+start=$SECONDS
+PYCNN_PTXAS_VERBOSE=1 timeout "$(limit 300 150)" $PY setup.py build_ext --inplace >>"$LOG" 2>&1
+build_rc=$?
+if ((build_rc != 0)); then
+  say "build FAILED (exit $build_rc); the end of its output:"
+  grep -E "error|Error" "$LOG" | head -30
+  tail -25 "$LOG"
+  exit 1
+fi
+echo "$want" >"$stamp"
+say "build ok in $((SECONDS - start))s"
+say "ptxas: $(grep -c 'Compiling entry function' "$LOG") kernels compiled this run;" \
+  "$(grep -E 'bytes spill (stores|loads)' "$LOG" | grep -vc ' 0 bytes spill stores, 0 bytes spill loads') with spills"
+
+stage "CUDA tests"
+tests_out=build/gpu_check_tests.txt
+timeout "$(limit 200 90)" $PY -m pytest -q -rfE -p no:cacheprovider tests/test_cuda.py >"$tests_out" 2>&1
+test_rc=$?
+cat "$tests_out" >>"$LOG"
+grep -E "^(FAILED|ERROR)" "$tests_out" | head -40
+test_summary=$(tail -1 "$tests_out")
+((test_rc == 124)) && test_summary="TIMED OUT: $test_summary"
+say "tests: $test_summary"
+
+first_failed=$(grep -m1 -E "^FAILED " "$tests_out" | sed -E 's/^FAILED ([^ ]+).*/\1/')
+if [[ -n $first_failed ]] && command -v compute-sanitizer >/dev/null; then
+  stage "compute-sanitizer memcheck on $first_failed"
+  timeout "$(limit 60 80)" compute-sanitizer --tool memcheck --print-limit 20 \
+    $PY -m pytest -q -x -p no:cacheprovider "$first_failed" >>"$LOG" 2>&1
+  grep -E "Invalid|ERROR SUMMARY|out of bounds|Address" "$LOG" | tail -12
+fi
+
+stage "benchmark"
+bench_out=build/gpu_check_bench.txt
+bench_limit=$(limit 150 5)
+timeout "$bench_limit" $PY scripts/gpu_bench.py --budget-s $((bench_limit - 30)) \
+  --json "$LOG_DIR/gpu_bench.json" >"$bench_out" 2>&1
+bench_rc=$?
+cat "$bench_out" >>"$LOG"
+
+say ""
+gpu=$($PY -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null)
+[[ $gpu == 1 ]] || say "NO GPU VISIBLE: the CUDA tests were skipped and nothing was measured"
+say "=== done in ${SECONDS}s: build ok; tests: $test_summary; benchmark exit $bench_rc; full log $LOG"
+if ((bench_rc == 0)); then
+  # The table, last.
+  sed -n '/^pycnn vs torch on/,$p' "$bench_out"
+else
+  tail -20 "$bench_out"
+fi
+((test_rc == 0)) || exit 1
+[[ $gpu == 1 ]] || exit 2
