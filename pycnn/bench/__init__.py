@@ -17,10 +17,12 @@ the share of the machine's peak (measured at the start of each run) and the
 ratio torch time / pycnn time, then a verdict on the project's targets.
 """
 import argparse
+import contextlib
 import sys
 
 import torch
 
+from .. import _extension
 from . import cases as cases_module
 from . import environment, peak as peak_module, runner
 from .cases import POOL_OPS, TrainCase
@@ -62,7 +64,7 @@ def _names(values, known, aliases, what):
     return names
 
 
-def _layouts_for(layout, device_is_gpu):
+def _layouts_for(layout):
     """The layouts each case runs in.  'default': convolutions and training in
     NCHW, pooling in both layouts (its targets cover both)."""
     def layouts(case):
@@ -98,6 +100,26 @@ def select_cases(device="cpu", ops=None, model=None, batch=None, image_size=None
     return chosen, scope
 
 
+@contextlib.contextmanager
+def _torch_settings(device, threads, tf32, cudnn_benchmark):
+    """torch's thread count, TF32 and cuDNN switches (and the current GPU) for
+    the run, restored afterwards."""
+    saved = (torch.get_num_threads(), torch.backends.cudnn.allow_tf32,
+             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
+    on_gpu = torch.device(device).type == "cuda"
+    with torch.cuda.device(torch.device(device)) if on_gpu else contextlib.nullcontext():
+        try:
+            if threads is not None:
+                torch.set_num_threads(int(threads))
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+            torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
+            yield
+        finally:
+            torch.set_num_threads(saved[0])
+            (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
+             torch.backends.cudnn.benchmark) = saved[1:]
+
+
 def benchmark(device="cpu", ops=None, passes=None, dtype="float32", threads=None, repeats=None,
               warmup=None, model=None, batch=None, image_size=None, layout="default", filters=None,
               quick=False, inference=False, check=True, progress=False, peak_seconds=None,
@@ -127,7 +149,7 @@ def benchmark(device="cpu", ops=None, passes=None, dtype="float32", threads=None
     on_gpu = torch.device(device).type == "cuda"
     if on_gpu and not torch.cuda.is_available():
         raise RuntimeError("pycnn bench: device='cuda' but no CUDA GPU is visible")
-    if on_gpu and "cuda" not in __import__("pycnn").backends():
+    if on_gpu and "cuda" not in _extension.backends():
         raise RuntimeError("pycnn bench: device='cuda' but this build of pycnn has no CUDA kernels "
                            "(rebuild with PYCNN_CUDA=1)")
     defaults = DEFAULT_TIMING["quick" if quick else "cuda" if on_gpu else "cpu"]
@@ -145,22 +167,16 @@ def benchmark(device="cpu", ops=None, passes=None, dtype="float32", threads=None
     else:
         chosen, scope = list(cases), "given cases"
     torch_dtype = getattr(torch, dtype)
-    saved = (torch.get_num_threads(), torch.backends.cudnn.allow_tf32,
-             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
-    try:
-        if threads is not None:
-            torch.set_num_threads(int(threads))
+    with _torch_settings(device, threads, tf32, cudnn_benchmark):
         threads = torch.get_num_threads()
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
-        torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
         peak_seconds = (0.05 if quick else 1.0) if peak_seconds is None else float(peak_seconds)
         peak = peak_module.measure(device, threads, torch_dtype, seconds=peak_seconds, tf32=tf32,
                                    copy_megabytes=32 if quick else 256)
         env = environment.collect(device, threads)
         settings = runner.Settings(device=device, dtype=torch_dtype, repeats=repeats, warmup=warmup,
                                    min_sample_s=min_sample_s, inference=inference, check=check,
-                                   seed=seed)
-        units = runner.plan(chosen, _layouts_for(layout, on_gpu), passes)
+                                   seed=seed, tf32=bool(tf32))
+        units = runner.plan(chosen, _layouts_for(layout), passes)
         bar = None
         if progress:
             from tqdm import tqdm
@@ -171,10 +187,6 @@ def benchmark(device="cpu", ops=None, passes=None, dtype="float32", threads=None
         finally:
             if bar is not None:
                 bar.close()
-    finally:
-        torch.set_num_threads(saved[0])
-        (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
-         torch.backends.cudnn.benchmark) = saved[1:]
     options = {"device": device, "dtype": dtype, "ops": ops or list(OPS), "passes": passes,
                "threads": threads, "repeats": repeats, "warmup": warmup,
                "min_sample_s": min_sample_s, "model": model, "batch": batch,

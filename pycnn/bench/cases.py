@@ -272,8 +272,11 @@ def _default_layers(gpu):
         _conv("ResNet-50 1×1 bottleneck", "ResNet-50", resnet, 256, 56, 56, 64, 1, bias=False),
     ]
     pools = [
-        _pool("LeNet-5 S2", "LeNet-5", "avg_pool2d", lenet, 6, 28, 28, 2),
-        _pool("LeNet-5 S4", "LeNet-5", "avg_pool2d", lenet, 16, 10, 10, 2),
+        _pool("LeNet-5 S2", "LeNet-5", "max_pool2d", lenet, 6, 28, 28, 2),
+        _pool("LeNet-5 S4", "LeNet-5", "max_pool2d", lenet, 16, 10, 10, 2),
+        # The 1998 network subsamples by averaging (pycnn.models' classic variant).
+        _pool("LeNet-5 classic S2", "LeNet-5", "avg_pool2d", lenet, 6, 28, 28, 2),
+        _pool("LeNet-5 classic S4", "LeNet-5", "avg_pool2d", lenet, 16, 10, 10, 2),
         _pool("AlexNet pool1", "AlexNet", "max_pool2d", alex, 64, 55, 55, 3, 2),
         _pool("AlexNet pool2", "AlexNet", "max_pool2d", alex, 192, 27, 27, 3, 2),
         _pool("AlexNet pool5", "AlexNet", "max_pool2d", alex, 256, 13, 13, 3, 2),

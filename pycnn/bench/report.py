@@ -261,8 +261,8 @@ def _columns(header, body):
     message) runs on across the remaining columns."""
     widths = [len(h) for h in header]
     for row in body:
-        if len(row) == len(header):
-            widths = [max(w, len(c)) for w, c in zip(widths, row)]
+        sized = row if len(row) == len(header) else row[:-1]
+        widths = [max(w, len(c)) for w, c in zip(widths, sized)] + widths[len(sized):]
     numeric = set(range(4, len(header)))
     def line(row):
         cells = [c.rjust(w) if i in numeric and len(row) == len(header) else c.ljust(w)

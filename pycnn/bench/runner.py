@@ -52,6 +52,15 @@ class Settings:
     inference: bool = False   # forward pass under torch.no_grad (no autograd graph)
     check: bool = True
     seed: int = 0
+    tf32: bool = False        # torch may round float32 convolutions to TF32 (CUDA)
+
+    def tolerance(self, dtype=None):
+        """Largest relative difference of a layer's output that still agrees."""
+        dtype = self.dtype if dtype is None else dtype
+        if dtype == torch.float32 and self.tf32 and torch.device(self.device).type == "cuda":
+            # TF32 rounds the operands to float16's 10-bit mantissa.
+            return TOLERANCES[torch.float16]
+        return TOLERANCES.get(dtype, 1e-4)
 
 
 def _max_rel_diff(ours, reference):
@@ -99,7 +108,7 @@ def run_layer(case, layout, passes, settings, on_pass=None):
         if settings.check:
             with torch.no_grad():
                 max_rel = _max_rel_diff(ours(*leaves), theirs(*leaves))
-            agrees = max_rel <= TOLERANCES.get(settings.dtype, 1e-4)
+            agrees = max_rel <= settings.tolerance()
     except Exception as error:  # a case that cannot even start fails alone, not the suite
         note = _error_text(error)
         for pass_ in passes:
@@ -182,6 +191,7 @@ def _train_steps(case, layout, settings):
     reference = reference.to(device=device, dtype=dtype).train()
     channels_last = case.channels_last or layout == "channels_last"
     ours = models.pycnn_layers_model(reference)
+    left = models.torch_layers_left(ours)
     images = torch.randn(case.batch, *case.image, device=device, dtype=dtype)
     if channels_last:
         reference = reference.to(memory_format=torch.channels_last)
@@ -191,7 +201,8 @@ def _train_steps(case, layout, settings):
     amp = getattr(torch, case.amp) if case.amp and torch.device(device).type == "cuda" else None
     steps = {"pycnn": _TrainStep(ours, images, labels, amp, device),
              "torch": _TrainStep(reference, images, labels, amp, device)}
-    max_rel, note = None, None
+    max_rel = None
+    note = f"{left} conv/pool layers stayed torch's (pycnn.convert declined them)" if left else None
     if settings.check:
         # Dropout draws differ between the two models: compare in eval mode.
         for step in steps.values():
@@ -203,8 +214,9 @@ def _train_steps(case, layout, settings):
     if amp is not None:
         ours_dtypes, theirs_dtypes = _conv_dtypes(steps["pycnn"]), _conv_dtypes(steps["torch"])
         if ours_dtypes != theirs_dtypes:
-            note = (f"under autocast pycnn's convs ran in {sorted(ours_dtypes)}, "
-                    f"torch's in {sorted(theirs_dtypes)}")
+            mismatch = (f"under autocast pycnn's convs ran in {sorted(ours_dtypes)}, "
+                        f"torch's in {sorted(theirs_dtypes)}")
+            note = f"{note}; {mismatch}" if note else mismatch
     return steps, max_rel, note
 
 
@@ -214,9 +226,8 @@ def run_train(case, layout, settings):
         steps, result.max_rel_diff, result.note = _train_steps(case, layout, settings)
         if result.max_rel_diff is not None:
             # A deep model compounds rounding: ten times a single layer's tolerance.
-            tolerance = 10 * TOLERANCES.get(settings.dtype, 1e-4)
-            if case.amp and torch.device(settings.device).type == "cuda":
-                tolerance = 10 * TOLERANCES[getattr(torch, case.amp)]
+            amp = case.amp and torch.device(settings.device).type == "cuda"
+            tolerance = 10 * settings.tolerance(getattr(torch, case.amp) if amp else None)
             result.agrees = result.max_rel_diff <= tolerance
         stats = timing.compare(steps, settings.device, settings.warmup, settings.repeats,
                                settings.min_sample_s)
