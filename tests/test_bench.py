@@ -54,8 +54,17 @@ def test_compare_interleaves_and_counts_samples():
     stats = timing.compare({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
                            warmup=1, repeats=4)
     assert len(stats["a"].samples) == len(stats["b"].samples) == 4
-    timed = calls[2:]  # after one warm-up call each
+    timed = calls[4:]  # after one warm-up call each and one calibration call each
     assert timed == ["a", "b", "b", "a", "a", "b", "b", "a"]
+
+
+def test_time_budget_cuts_the_repeats_of_slow_cases():
+    import time
+    slow = {"a": lambda: time.sleep(0.01), "b": lambda: time.sleep(0.01)}
+    stats = timing.compare(slow, warmup=0, repeats=10, budget_s=0.05)
+    assert len(stats["a"].samples) == len(stats["b"].samples) == 3  # the floor
+    stats = timing.compare({"a": lambda: None, "b": lambda: None}, repeats=10, budget_s=0.05)
+    assert len(stats["a"].samples) == 10
 
 
 def test_default_set_holds_the_issue_layers():
@@ -260,3 +269,29 @@ def test_layer_errors_are_reported_not_raised():
     assert all(r.error and r.ratio is None for r in report.results)
     assert "error:" in report.table()
     assert math.isfinite(json.loads(json.dumps(report.to_dict()))["peak"]["gflops"])
+
+
+@pytest.mark.parametrize("name, key", [("NVIDIA H100 80GB HBM3", "H100"), ("NVIDIA H100 PCIe", "H100 PCIe"),
+                                       ("NVIDIA H100 NVL", "H100 NVL"), ("NVIDIA H200", "H200"),
+                                       ("NVIDIA GeForce RTX 4090", None)])
+def test_published_gpu_peaks_match_the_card_name(name, key):
+    found, figures = peak.published_gpu_peak(name)
+    assert found == key
+    if key is not None:
+        assert figures["float16"] > figures["tf32"] > figures["float32"] > 0
+        assert figures["bandwidth_gbs"] >= 2000
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available() or not pycnn.cuda_compiled(),
+                    reason="needs a CUDA GPU and pycnn built with CUDA")
+def test_quick_run_on_cuda(tmp_path):
+    report = benchmark(device="cuda", quick=True, ops=["conv2d", "max_pool2d", "train"],
+                       filters=["conv 3×3", "max pool", "LeNet"], repeats=2)
+    assert report.peak.gflops > 1e3 and report.peak.bandwidth_gbs > 100
+    assert report.environment["gpu"] == torch.cuda.get_device_name()
+    assert len(report.results) == 3 + 6 + 1
+    for r in report.results:
+        assert r.error or (r.ratio > 0 and len(r.pycnn.samples) == 2), r.case.name
+    assert "TFLOP/s" in report.table()
+    report.save_json(tmp_path / "cuda.json")

@@ -25,7 +25,7 @@ import torch
 from .. import _extension
 from . import cases as cases_module
 from . import environment, peak as peak_module, runner
-from .cases import POOL_OPS, TrainCase
+from .cases import POOL_OPS
 from .report import Report
 
 __all__ = ["benchmark", "Report", "add_arguments", "run"]
@@ -36,8 +36,10 @@ PASSES = ("forward", "backward", "both")
 PASS_ALIASES = {"fwd": "forward", "bwd": "backward", "fwd+bwd": "both"}
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 LAYOUTS = ("default", "nchw", "channels_last", "both")
-# (repeats, warm-up calls, shortest sample in seconds) when not given.
-DEFAULT_TIMING = {"cpu": (10, 2, 0.002), "cuda": (30, 5, 0.001), "quick": (2, 1, 0.0)}
+# (repeats, warm-up calls, shortest sample in seconds, time budget per case
+# and pass in seconds) when not given.
+DEFAULT_TIMING = {"cpu": (10, 2, 0.002, 30.0), "cuda": (30, 5, 0.001, 30.0),
+                  "quick": (2, 1, 0.0, None)}
 
 
 def _names(values, known, aliases, what):
@@ -123,7 +125,8 @@ def _torch_settings(device, threads, tf32, cudnn_benchmark):
 def benchmark(device="cpu", ops=None, passes=None, dtype="float32", threads=None, repeats=None,
               warmup=None, model=None, batch=None, image_size=None, layout="default", filters=None,
               quick=False, inference=False, check=True, progress=False, peak_seconds=None,
-              tf32=False, cudnn_benchmark=False, min_sample_s=None, seed=0, cases=None):
+              tf32=False, cudnn_benchmark=False, min_sample_s=None, budget_s=None, seed=0,
+              cases=None):
     """Runs the benchmark and returns a Report (report.table(), .to_dict(),
     .save_json(path), .plot(path), .results, .targets).
 
@@ -135,7 +138,9 @@ def benchmark(device="cpu", ops=None, passes=None, dtype="float32", threads=None
     shapes replace the default set, at `batch` (8) and `image_size`.
     layout: "default" (pooling in NCHW and channels_last, the rest NCHW),
     "nchw", "channels_last" or "both".  filters: substrings of case names to
-    keep.  quick: tiny shapes, 2 repeats (smoke test).  inference: time the
+    keep.  budget_s: seconds a case's timed rounds may take before its repeats
+    are cut (to no fewer than 3; default 30, 0 for no limit).  quick: tiny
+    shapes, 2 repeats (smoke test).  inference: time the
     forward pass under torch.no_grad.  check: compare forward outputs first.
     cases: an explicit list of cases (pycnn.bench.cases) instead of a set.
     """
@@ -156,6 +161,7 @@ def benchmark(device="cpu", ops=None, passes=None, dtype="float32", threads=None
     repeats = defaults[0] if repeats is None else int(repeats)
     warmup = defaults[1] if warmup is None else int(warmup)
     min_sample_s = defaults[2] if min_sample_s is None else float(min_sample_s)
+    budget_s = defaults[3] if budget_s is None else (float(budget_s) or None)
     if repeats < 1 or warmup < 0:
         raise ValueError(f"pycnn bench: repeats must be at least 1 and warmup at least 0, "
                          f"got repeats={repeats}, warmup={warmup}")
@@ -175,7 +181,7 @@ def benchmark(device="cpu", ops=None, passes=None, dtype="float32", threads=None
         env = environment.collect(device, threads)
         settings = runner.Settings(device=device, dtype=torch_dtype, repeats=repeats, warmup=warmup,
                                    min_sample_s=min_sample_s, inference=inference, check=check,
-                                   seed=seed, tf32=bool(tf32))
+                                   budget_s=budget_s, seed=seed, tf32=bool(tf32))
         units = runner.plan(chosen, _layouts_for(layout), passes)
         bar = None
         if progress:
@@ -189,7 +195,7 @@ def benchmark(device="cpu", ops=None, passes=None, dtype="float32", threads=None
                 bar.close()
     options = {"device": device, "dtype": dtype, "ops": ops or list(OPS), "passes": passes,
                "threads": threads, "repeats": repeats, "warmup": warmup,
-               "min_sample_s": min_sample_s, "model": model, "batch": batch,
+               "min_sample_s": min_sample_s, "budget_s": budget_s, "model": model, "batch": batch,
                "image_size": image_size, "layout": layout, "filters": filters, "quick": quick,
                "inference": inference, "check": check, "tf32": tf32,
                "cudnn_benchmark": cudnn_benchmark, "seed": seed}
@@ -212,6 +218,9 @@ def add_arguments(parser):
     parser.add_argument("--threads", type=int, help="CPU threads for both libraries (default: torch's)")
     parser.add_argument("--repeats", type=int, help="timed samples per contender (default 10; CUDA 30)")
     parser.add_argument("--warmup", type=int, help="untimed calls first (default 2; CUDA 5)")
+    parser.add_argument("--time-budget", type=float, metavar="SECONDS",
+                        help="cut the repeats of a case whose timed rounds would take longer "
+                             "(to no fewer than 3; default 30, 0: no limit)")
     parser.add_argument("--model", metavar="NAME",
                         help="measure every conv and pool shape of this model (pycnn.models or "
                              "torchvision.models name, e.g. resnet18) instead of the default set")
@@ -251,7 +260,8 @@ def run(args):
                            inference=args.inference, check=args.check,
                            progress=args.progress and sys.stderr.isatty(),
                            peak_seconds=args.peak_seconds, tf32=args.tf32,
-                           cudnn_benchmark=args.cudnn_benchmark, seed=args.seed)
+                           cudnn_benchmark=args.cudnn_benchmark,
+                           budget_s=args.time_budget, seed=args.seed)
     except (ValueError, RuntimeError) as error:
         print(f"{error}", file=sys.stderr)
         return 2

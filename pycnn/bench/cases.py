@@ -20,9 +20,6 @@ CONV_PASSES = ("forward", "backward", "both")
 CONV_PASS_COUNT = {"forward": 1, "backward": 2, "both": 3}
 POOL_OPS = ("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d")
 INDEX_BYTES = 8  # pooling indices are int64
-# Pooling inputs at least this large stream from memory: they are the ones
-# held to the copy bandwidth.
-LARGE_POOL_INPUT_BYTES = 32 << 20
 
 
 def _dims(*values):
@@ -168,9 +165,6 @@ class PoolCase:
 
     def work(self, pass_, dtype):
         return self.bytes_moved(pass_, torch.empty((), dtype=dtype).element_size())
-
-    def is_large(self, dtype):
-        return self.input_elements() * torch.empty((), dtype=dtype).element_size() >= LARGE_POOL_INPUT_BYTES
 
     def shape_text(self):
         dims = _dims(self.batch, self.channels, self.height, self.width)

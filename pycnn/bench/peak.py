@@ -42,6 +42,9 @@ class Peak:
     bandwidth_gbs: float
     gflops_source: str
     bandwidth_source: str
+    # Pooling inputs at least this large stream from memory rather than a
+    # cache: they are the ones held to the copy bandwidth.
+    large_input_bytes: int = 32 << 20
     fp32_fma_gflops: float = None  # CPU: the measured fp32 figure the dtype's peak derives from
     threads: int = None            # CPU: threads that ran the measurement together
     isa: str = None                # CPU: instruction set of the measurement loop
@@ -132,8 +135,15 @@ def matmul_gflops(device, dtype, size=8192, repeats=3):
     return 2 * size ** 3 / best * 1e-9
 
 
+def _gpu_large_input_bytes(device):
+    """Four times the L2 cache (50 MiB on an H100), at least 128 MiB."""
+    l2 = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 0) or 0
+    return max(4 * l2, 128 << 20)
+
+
 def measure_cuda(device="cuda", dtype=torch.float32, tf32=False):
     name = torch.cuda.get_device_name(device)
+    large = _gpu_large_input_bytes(device)
     key, figures = published_gpu_peak(name)
     precision = _precision_key(dtype, tf32)
     measured_copy = copy_bandwidth_gbs(device, megabytes=1024)
@@ -141,11 +151,12 @@ def measure_cuda(device="cuda", dtype=torch.float32, tf32=False):
         return Peak(device=name, dtype=precision, gflops=figures[precision] * 1e3,
                     bandwidth_gbs=figures["bandwidth_gbs"],
                     gflops_source=f"published: {key} dense {precision}",
-                    bandwidth_source=f"published: {key} (a 1 GiB copy measured {measured_copy:.0f} GB/s)")
+                    bandwidth_source=f"published: {key} (a 1 GiB copy measured {measured_copy:.0f} GB/s)",
+                    large_input_bytes=large)
     return Peak(device=name, dtype=precision, gflops=matmul_gflops(device, dtype),
                 bandwidth_gbs=measured_copy,
                 gflops_source=f"measured: 8192^3 torch.mm in {precision} (card not in the table)",
-                bandwidth_source="measured: 1 GiB tensor copy")
+                bandwidth_source="measured: 1 GiB tensor copy", large_input_bytes=large)
 
 
 def measure(device, threads, dtype, seconds=0.5, tf32=False, copy_megabytes=256):

@@ -72,7 +72,9 @@ class Report:
         return (f"pycnn bench: {opt['device']} ({where}, {env['threads']} threads, {env['cpu_isa']}), "
                 f"{opt['dtype']}, torch {env['torch']}, pycnn {env['pycnn']}"
                 + (f" ({commit})" if commit else "")
-                + f"; {opt['repeats']} repeats after {opt['warmup']} warm-up, medians")
+                + f"; medians of {opt['repeats']} repeats after {opt['warmup']} warm-up"
+                + (f" (n=... where a case's {opt['budget_s']:g} s budget cut them)"
+                   if opt.get("budget_s") else ""))
 
     def _peak_line(self):
         p = self.peak
@@ -97,7 +99,9 @@ class Report:
             if r.error:
                 body.append(cells + [f"error: {r.error}"])
                 continue
-            cells += [_time(r.pycnn), _time(r.torch), _number(self.scaled_rate(r, "pycnn"))]
+            repeats = self.options["repeats"]
+            cells += [_time(r.pycnn, repeats), _time(r.torch, repeats),
+                      _number(self.scaled_rate(r, "pycnn"))]
             if peak_name:
                 cells.append(_percent(self.percent_of_peak(r, "pycnn")))
             cells.append(_number(self.scaled_rate(r, "torch")))
@@ -240,12 +244,15 @@ def _number(value):
     return f"{value:.3g}" if value < 100 else f"{value:.0f}"
 
 
-def _time(stats):
+def _time(stats, repeats):
+    """Median in ms, with the IQR as a share of it, and the sample count when
+    the time budget cut it below `repeats`."""
     if stats is None:
         return "-"
     ms = stats.median * 1e3
     text = f"{ms:.3g}" if ms < 100 else f"{ms:.0f}"
-    return f"{text} ({stats.relative_spread * 100:.0f}%)"
+    count = f", n={len(stats.samples)}" if len(stats.samples) < repeats else ""
+    return f"{text} ({stats.relative_spread * 100:.0f}%{count})"
 
 
 def _percent(value):

@@ -49,6 +49,7 @@ class Settings:
     repeats: int = 10
     warmup: int = 2
     min_sample_s: float = 0.0
+    budget_s: float = None    # seconds of timed rounds per case and pass, before cutting repeats
     inference: bool = False   # forward pass under torch.no_grad (no autograd graph)
     check: bool = True
     seed: int = 0
@@ -124,7 +125,7 @@ def run_layer(case, layout, passes, settings, on_pass=None):
             calls = {"pycnn": _layer_calls(ours, leaves, pass_, settings.inference),
                      "torch": _layer_calls(theirs, leaves, pass_, settings.inference)}
             stats = timing.compare(calls, settings.device, settings.warmup, settings.repeats,
-                                   settings.min_sample_s)
+                                   settings.min_sample_s, settings.budget_s)
             result.pycnn, result.torch = stats["pycnn"], stats["torch"]
         except Exception as error:
             result.error = _error_text(error)
@@ -230,7 +231,7 @@ def run_train(case, layout, settings):
             tolerance = 10 * settings.tolerance(getattr(torch, case.amp) if amp else None)
             result.agrees = result.max_rel_diff <= tolerance
         stats = timing.compare(steps, settings.device, settings.warmup, settings.repeats,
-                               settings.min_sample_s)
+                               settings.min_sample_s, settings.budget_s)
         result.pycnn, result.torch = stats["pycnn"], stats["torch"]
     except Exception as error:
         result.error = _error_text(error)

@@ -82,26 +82,35 @@ def clock_for(device):
     return _CudaClock(device) if torch.device(device).type == "cuda" else _CpuClock()
 
 
-def calls_per_sample(clock, fns, min_sample_s, cap=1000):
-    """How many back-to-back calls make one sample of at least min_sample_s for
-    the fastest contender (the same count for all, so that their samples
-    cover equal work); 1 for anything slower than that."""
-    fastest = min(clock.sample(fn, 1) for fn in fns)
-    if fastest <= 0:
-        return cap
-    return max(1, min(cap, math.ceil(min_sample_s / fastest)))
-
-
-def compare(fns, device="cpu", warmup=2, repeats=10, min_sample_s=0.0):
+def compare(fns, device="cpu", warmup=2, repeats=10, min_sample_s=0.0, budget_s=None,
+            min_repeats=3):
     """Times each callable of `fns` (name -> callable) `repeats` times after
     `warmup` untimed calls each, taking turns; returns name -> Stats of the
-    seconds per call."""
+    seconds per call.
+
+    Calls faster than `min_sample_s` are looped (the same count for every
+    contender, so their samples cover equal work).  With `budget_s`, a case
+    too slow for `repeats` rounds in that many seconds gets fewer (never
+    under `min_repeats`), and warm-up stops after the first round once it
+    has used a tenth of the budget."""
     clock = clock_for(device)
     names = list(fns)
-    for _ in range(warmup):
+    started = time.perf_counter()
+    for round_ in range(warmup):
+        if round_ and budget_s is not None and time.perf_counter() - started > 0.1 * budget_s:
+            break
         for name in names:
             fns[name]()
-    number = calls_per_sample(clock, list(fns.values()), min_sample_s) if min_sample_s > 0 else 1
+    # One timed call each: how long a round takes, and how many calls a sample needs.
+    single = {name: clock.sample(fns[name], 1) for name in names}
+    number = 1
+    if min_sample_s > 0:
+        fastest = min(single.values())
+        number = 1000 if fastest <= 0 else max(1, min(1000, math.ceil(min_sample_s / fastest)))
+    if budget_s is not None:
+        per_round = sum(single.values()) * number
+        if per_round > 0:
+            repeats = max(min(min_repeats, repeats), min(repeats, int(budget_s / per_round)))
     samples = {name: [] for name in names}
     for repeat in range(repeats):
         order = names if repeat % 2 == 0 else names[::-1]

@@ -7,8 +7,6 @@ pycnn side failed counts against every target it belongs to.
 import dataclasses
 import math
 
-from .cases import LARGE_POOL_INPUT_BYTES
-
 CONV_FORWARD_GEOMEAN, CONV_FORWARD_MIN = 1.0, 0.7
 CONV_BOTH_GEOMEAN, CONV_BOTH_MIN = 1.2, 0.8
 LARGE_LAYER_PEAK_SHARE = 0.70
@@ -105,7 +103,7 @@ def evaluate(results, peak, itemsize=4):
     large = [r for r in forward if r.case.large]
     pools = [r for r in results if r.case.group == "pool" and r.pass_ in ("forward", "backward")]
     nchw_max = [r for r in pools if r.case.op == "max_pool2d" and r.layout == "nchw"]
-    big_pools = [r for r in pools if r.case.input_elements() * itemsize >= LARGE_POOL_INPUT_BYTES]
+    big_pools = [r for r in pools if r.case.input_elements() * itemsize >= peak.large_input_bytes]
     trains = [r for r in results if r.case.group == "train"]
 
     targets = [
@@ -117,7 +115,7 @@ def evaluate(results, peak, itemsize=4):
         min_target(both, "conv2d forward+backward, every layer", CONV_BOTH_MIN),
         min_target(pools, "pooling never slower (every op, layout, fwd, bwd)", POOL_MIN),
         min_target(nchw_max, "NCHW max pool fwd/bwd (torch slow)", SLOW_TORCH_POOL_MIN),
-        share_target(big_pools, f"pooling, inputs ≥ {LARGE_POOL_INPUT_BYTES >> 20} MiB",
+        share_target(big_pools, f"pooling, inputs ≥ {peak.large_input_bytes >> 20} MiB",
                      POOL_BANDWIDTH_SHARE, lambda r: r.rate("pycnn") / (peak.bandwidth_gbs * 1e9),
                      "copy bandwidth"),
     ]
