@@ -312,7 +312,7 @@ def quick_cases():
     return [
         _conv("tiny conv 3×3", "quick", 2, 4, 12, 12, 8, 3, padding=1),
         _conv("tiny conv 5×5 s2", "quick", 2, 3, 16, 16, 4, 5, stride=2, padding=2, bias=False),
-        _conv("tiny conv 1×1", "quick", 2, 8, 8, 8, 4, 1, large=True),
+        _conv("tiny conv 1×1", "quick", 2, 8, 8, 8, 4, 1),
         _pool("tiny max pool", "quick", "max_pool2d", 2, 4, 12, 12, 3, 2, padding=1),
         _pool("tiny avg pool", "quick", "avg_pool2d", 2, 4, 12, 12, 2),
         _pool("tiny adaptive avg", "quick", "adaptive_avg_pool2d", 2, 8, 4, 4, output=1),
