@@ -5,6 +5,7 @@
 
 #include "../../shape.h"
 #include "../conv2d.h"
+#include "conv2d_gemm.h"
 #include "strides.h"
 
 namespace pycnn {
@@ -129,7 +130,11 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight,
   at::Tensor output = empty_in_layout_of(s.output_size(), input);
   const at::Tensor bias = bias_opt.value_or(at::Tensor());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "pycnn.conv2d", [&] {
-    conv2d_forward_direct<scalar_t>(input, weight, bias, output, s);
+    if (cpu::conv2d_gemm_suits(s)) {
+      cpu::conv2d_forward_gemm<scalar_t>(input, weight, bias, output, s);
+    } else {
+      conv2d_forward_direct<scalar_t>(input, weight, bias, output, s);
+    }
   });
   return output;
 }
@@ -142,7 +147,11 @@ at::Tensor conv2d_input_backward_cpu(const at::Tensor& grad_output, const at::Te
                                                     padding, dilation, groups);
   at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "pycnn.conv2d_input_backward", [&] {
-    conv2d_input_backward_direct<scalar_t>(grad_output, weight, grad_input, s);
+    if (cpu::conv2d_gemm_suits(s)) {
+      cpu::conv2d_input_backward_gemm<scalar_t>(grad_output, weight, grad_input, s);
+    } else {
+      conv2d_input_backward_direct<scalar_t>(grad_output, weight, grad_input, s);
+    }
   });
   return grad_input;
 }
@@ -155,7 +164,11 @@ at::Tensor conv2d_weight_backward_cpu(const at::Tensor& grad_output, const at::T
                                                      padding, dilation, groups);
   at::Tensor grad_weight = empty_output(weight_size, grad_output.options());
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "pycnn.conv2d_weight_backward", [&] {
-    conv2d_weight_backward_direct<scalar_t>(grad_output, input, grad_weight, s);
+    if (cpu::conv2d_gemm_suits(s)) {
+      cpu::conv2d_weight_backward_gemm<scalar_t>(grad_output, input, grad_weight, s);
+    } else {
+      conv2d_weight_backward_direct<scalar_t>(grad_output, input, grad_weight, s);
+    }
   });
   return grad_weight;
 }

@@ -1,0 +1,499 @@
+#include "conv2d_gemm.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "../../shape.h"
+#include "gemm/kernel_set.h"
+
+namespace pycnn {
+namespace cpu {
+
+namespace {
+
+// One tap of the sliding window: it reads the source at (dh, dw) from a
+// pixel's origin and pairs with weight tap (r, s).
+struct Tap {
+  int64_t dh, dw, r, s;
+};
+
+// A 4-D tensor's data and its strides in (N, C, H, W) order.
+template <typename T>
+struct View4 {
+  T* data;
+  int64_t n, c, h, w;
+};
+
+template <typename T>
+View4<T> view_of(const at::Tensor& t) {
+  return {static_cast<T*>(t.data_ptr()), t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
+}
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Grows on demand and never shrinks: one per thread, reused across tasks.
+template <typename U>
+struct Buffer {
+  at::Tensor storage;
+  U* get(int64_t count) {
+    if (!storage.defined() || storage.numel() < count) {
+      storage = at::empty({std::max<int64_t>(count, 1)},
+                          at::TensorOptions().dtype(c10::CppTypeToScalarType<U>::value));
+    }
+    return storage.data_ptr<U>();
+  }
+};
+
+// Part of one image (channels x rows x cols, whose element (c, row, col) is
+// source coordinate (c, row0 + row, col0 + col)), readable at every offset
+// the taps produce: the tensor itself when the part lies inside it, else a
+// copy with zeros wherever it falls outside.
+template <typename T>
+struct Window {
+  const T* data;
+  int64_t cs, rs, ws;
+  int64_t row0, col0;
+};
+
+template <typename T>
+Window<T> make_window(const T* image, int64_t cs, int64_t hs, int64_t ws, int64_t channels,
+                      int64_t height, int64_t width, int64_t row0, int64_t rows, int64_t col0,
+                      int64_t cols, bool channels_last, Buffer<T>& buffer) {
+  if (row0 >= 0 && row0 + rows <= height && col0 >= 0 && col0 + cols <= width) {
+    return {image + row0 * hs + col0 * ws, cs, hs, ws, row0, col0};
+  }
+  T* out = buffer.get(channels * rows * cols);
+  const int64_t c_lo = std::max<int64_t>(0, -col0), c_hi = std::min(cols, width - col0);
+  if (channels_last) {
+    // [rows][cols][channels]
+    for (int64_t r = 0; r < rows; ++r) {
+      T* line = out + r * cols * channels;
+      const int64_t src_row = row0 + r;
+      if (src_row < 0 || src_row >= height || c_lo >= c_hi) {
+        std::memset(line, 0, sizeof(T) * cols * channels);
+        continue;
+      }
+      std::memset(line, 0, sizeof(T) * std::max<int64_t>(c_lo, 0) * channels);
+      for (int64_t c = c_lo; c < c_hi; ++c) {
+        const T* src = image + src_row * hs + (col0 + c) * ws;
+        T* dst = line + c * channels;
+        if (cs == 1) {
+          std::memcpy(dst, src, sizeof(T) * channels);
+        } else {
+          for (int64_t ch = 0; ch < channels; ++ch) dst[ch] = src[ch * cs];
+        }
+      }
+      if (c_hi < cols) std::memset(line + c_hi * channels, 0, sizeof(T) * (cols - c_hi) * channels);
+    }
+    return {out, 1, cols * channels, channels, row0, col0};
+  }
+  // [channels][rows][cols]
+  for (int64_t ch = 0; ch < channels; ++ch) {
+    for (int64_t r = 0; r < rows; ++r) {
+      T* line = out + (ch * rows + r) * cols;
+      const int64_t src_row = row0 + r;
+      if (src_row < 0 || src_row >= height || c_lo >= c_hi) {
+        std::memset(line, 0, sizeof(T) * cols);
+        continue;
+      }
+      if (c_lo > 0) std::memset(line, 0, sizeof(T) * c_lo);
+      const T* src = image + ch * cs + src_row * hs + (col0 + c_lo) * ws;
+      if (ws == 1) {
+        std::memcpy(line + c_lo, src, sizeof(T) * (c_hi - c_lo));
+      } else {
+        for (int64_t c = c_lo; c < c_hi; ++c) line[c] = src[(c - c_lo) * ws];
+      }
+      if (c_hi < cols) std::memset(line + c_hi, 0, sizeof(T) * (cols - c_hi));
+    }
+  }
+  return {out, rows * cols, cols, 1, row0, col0};
+}
+
+// A convolution-like product in gather form, for one group of one image:
+//   dst[o][pixel(i, j)] = bias[o] + sum_{ch, tap} W(o, ch, tap) * src[ch][i*step_h + tap.dh][j*step_w + tap.dw]
+// over the grid_h x grid_w pixels, with pixel (i, j) stored at dst row
+// dst_h0 + i*dst_step_h, column dst_w0 + j*dst_step_w.  The forward pass is
+// one such product; grad_input is one per stride phase.
+template <typename T>
+struct GatherConv {
+  int64_t batch, groups;
+  View4<const T> src;
+  int64_t src_channels, src_height, src_width;  // src_channels per group
+  View4<T> dst;
+  int64_t dst_channels;  // per group
+  std::vector<Tap> taps;
+  int64_t grid_h, grid_w, step_h, step_w;
+  int64_t dst_h0, dst_w0, dst_step_h, dst_step_w;
+  const T* bias;  // per output channel (all groups), or nullptr
+  int64_t bias_stride;
+  // Reduction order: (tap, channel) when the source is channels_last, so
+  // consecutive steps read neighbouring addresses; else (channel, tap).
+  bool channel_fastest;
+};
+
+// Where each reduction step (channel, tap) reads, relative to a pixel's origin.
+template <typename T>
+void fill_step_offsets(const Window<T>& win, const std::vector<Tap>& taps, int64_t channels,
+                       bool channel_fastest, int64_t* out) {
+  const int64_t ntaps = static_cast<int64_t>(taps.size());
+  for (int64_t ch = 0; ch < channels; ++ch) {
+    for (int64_t t = 0; t < ntaps; ++t) {
+      const int64_t kd = channel_fastest ? t * channels + ch : ch * ntaps + t;
+      out[kd] = ch * win.cs + taps[t].dh * win.rs + taps[t].dw * win.ws;
+    }
+  }
+}
+
+struct TapBounds {
+  int64_t min_dh, max_dh, min_dw, max_dw;
+};
+
+TapBounds tap_bounds(const std::vector<Tap>& taps) {
+  TapBounds b{0, 0, 0, 0};
+  for (size_t t = 0; t < taps.size(); ++t) {
+    if (t == 0 || taps[t].dh < b.min_dh) b.min_dh = taps[t].dh;
+    if (t == 0 || taps[t].dh > b.max_dh) b.max_dh = taps[t].dh;
+    if (t == 0 || taps[t].dw < b.min_dw) b.min_dw = taps[t].dw;
+    if (t == 0 || taps[t].dw > b.max_dw) b.max_dw = taps[t].dw;
+  }
+  return b;
+}
+
+// Output-grid rows per task: a window near the L2 size, and enough tasks
+// to keep every thread busy even for one image.
+int64_t band_rows_for(int64_t grid_h, int64_t units_without_bands, int64_t bytes_per_row) {
+  const int64_t threads = at::get_num_threads();
+  int64_t rows = grid_h;
+  while (rows > 1 && rows * bytes_per_row > (int64_t{1} << 20)) rows = (rows + 1) / 2;
+  while (rows > 1 && units_without_bands * ((grid_h + rows - 1) / rows) < 4 * threads) {
+    rows = (rows + 1) / 2;
+  }
+  return std::max<int64_t>(rows, 1);
+}
+
+// Weights as B panels for the micro-kernel: [group][column tile][kd][NR],
+// zero past the last column.
+template <typename T, typename WeightAt>
+std::vector<T> pack_weights(const GatherConv<T>& p, int64_t nr, WeightAt weight_at) {
+  const int64_t ntaps = static_cast<int64_t>(p.taps.size());
+  const int64_t kd_count = p.src_channels * ntaps;
+  const int64_t tiles = (p.dst_channels + nr - 1) / nr;
+  std::vector<T> packed(static_cast<size_t>(p.groups * tiles * kd_count * nr), T(0));
+  at::parallel_for(0, p.groups * tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t gt = begin; gt < end; ++gt) {
+      const int64_t g = gt / tiles, tile = gt % tiles;
+      T* panel = packed.data() + gt * kd_count * nr;
+      const int64_t cols = std::min(nr, p.dst_channels - tile * nr);
+      for (int64_t ch = 0; ch < p.src_channels; ++ch) {
+        for (int64_t t = 0; t < ntaps; ++t) {
+          const int64_t kd = p.channel_fastest ? t * p.src_channels + ch : ch * ntaps + t;
+          T* row = panel + kd * nr;
+          for (int64_t j = 0; j < cols; ++j) row[j] = weight_at(g, tile * nr + j, ch, p.taps[t]);
+        }
+      }
+    }
+  });
+  return packed;
+}
+
+template <typename T, typename WeightAt>
+void run_gather_conv(const GatherConv<T>& p, WeightAt weight_at) {
+  if (p.batch == 0 || p.grid_h == 0 || p.grid_w == 0 || p.dst_channels == 0) return;
+  const IndirectKernel<T>& kernel = kernel_for_columns(kernel_set<T>(), p.dst_channels);
+  const int64_t mr = kernel.mr, nr = kernel.nr;
+  const int64_t ntaps = static_cast<int64_t>(p.taps.size());
+  const int64_t kd_count = p.src_channels * ntaps;
+  const int64_t col_tiles = (p.dst_channels + nr - 1) / nr;
+  const std::vector<T> packed = pack_weights(p, nr, weight_at);
+
+  std::vector<T> bias_padded;
+  if (p.bias) {
+    bias_padded.assign(static_cast<size_t>(p.groups * col_tiles * nr), T(0));
+    for (int64_t g = 0; g < p.groups; ++g)
+      for (int64_t o = 0; o < p.dst_channels; ++o)
+        bias_padded[g * col_tiles * nr + o] = p.bias[(g * p.dst_channels + o) * p.bias_stride];
+  }
+
+  const TapBounds tb = tap_bounds(p.taps);
+  const int64_t win_cols = ntaps ? (p.grid_w - 1) * p.step_w + tb.max_dw - tb.min_dw + 1 : 0;
+  const int64_t band_rows = band_rows_for(
+      p.grid_h, p.batch * p.groups,
+      static_cast<int64_t>(sizeof(T)) * p.src_channels * win_cols * std::max<int64_t>(p.step_h, 1));
+  const int64_t bands = (p.grid_h + band_rows - 1) / band_rows;
+
+  // Tiles whose pixels are evenly spaced in dst can be stored in place.
+  const bool dst_channel_contiguous = p.dst.c == 1;
+  const int64_t pixel_stride = p.dst_step_w * p.dst.w;
+  const bool rows_continue = p.dst_step_h * p.dst.h == p.grid_w * pixel_stride;
+
+  at::parallel_for(0, p.batch * p.groups * bands, 1, [&](int64_t begin, int64_t end) {
+    Buffer<T> window_buffer, scratch_buffer;
+    Buffer<int64_t> offset_buffer;
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const int64_t n = unit / (p.groups * bands);
+      const int64_t g = (unit / bands) % p.groups;
+      const int64_t i0 = (unit % bands) * band_rows;
+      const int64_t i1 = std::min(p.grid_h, i0 + band_rows);
+
+      Window<T> win{nullptr, 0, 0, 0, 0, 0};
+      int64_t* step_off = offset_buffer.get(kd_count + 2 * mr);
+      int64_t* row_off = step_off + kd_count;
+      if (ntaps > 0) {
+        const int64_t row0 = i0 * p.step_h + tb.min_dh;
+        const int64_t rows = (i1 - 1) * p.step_h + tb.max_dh - row0 + 1;
+        const T* image = p.src.data + n * p.src.n + g * p.src_channels * p.src.c;
+        win = make_window(image, p.src.c, p.src.h, p.src.w, p.src_channels, p.src_height,
+                          p.src_width, row0, rows, tb.min_dw, win_cols, p.channel_fastest,
+                          window_buffer);
+        fill_step_offsets(win, p.taps, p.src_channels, p.channel_fastest, step_off);
+      }
+      T* dst_image = p.dst.data + n * p.dst.n + g * p.dst_channels * p.dst.c;
+      const T* panels = packed.data() + g * col_tiles * kd_count * nr;
+      const T* bias = p.bias ? bias_padded.data() + g * col_tiles * nr : nullptr;
+      T* scratch = scratch_buffer.get(mr * nr);
+
+      const int64_t pixels = (i1 - i0) * p.grid_w;
+      int64_t* dst_off = row_off + mr;
+      for (int64_t p0 = 0; p0 < pixels; p0 += mr) {
+        const int64_t valid = std::min(mr, pixels - p0);
+        for (int64_t q = 0; q < mr; ++q) {
+          // Rows past the edge repeat the first pixel: computed, never stored.
+          const int64_t pixel = p0 + (q < valid ? q : 0);
+          const int64_t i = i0 + pixel / p.grid_w, j = pixel % p.grid_w;
+          row_off[q] = (i * p.step_h - win.row0) * win.rs + (j * p.step_w - win.col0) * win.ws;
+          dst_off[q] = (p.dst_h0 + i * p.dst_step_h) * p.dst.h + (p.dst_w0 + j * p.dst_step_w) * p.dst.w;
+        }
+        const bool one_row = (p0 % p.grid_w) + valid <= p.grid_w;
+        const bool even_rows = valid == mr && (one_row || rows_continue);
+        const bool adjacent = dst_off[valid - 1] - dst_off[0] == valid - 1 &&
+                              (valid == 1 || (pixel_stride == 1 && (one_row || rows_continue)));
+        for (int64_t tile = 0; tile < col_tiles; ++tile) {
+          const int64_t cols = std::min(nr, p.dst_channels - tile * nr);
+          const T* init = bias ? bias + tile * nr : nullptr;
+          const T* b = panels + tile * kd_count * nr;
+          if (dst_channel_contiguous && even_rows && cols == nr) {
+            kernel.run(kd_count, win.data, row_off, step_off, b, nr,
+                       dst_image + dst_off[0] + tile * nr, pixel_stride, init, false);
+            continue;
+          }
+          kernel.run(kd_count, win.data, row_off, step_off, b, nr, scratch, nr, init, false);
+          for (int64_t j = 0; j < cols; ++j) {
+            T* dst_col = dst_image + (tile * nr + j) * p.dst.c;
+            const T* src = scratch + j;
+            if (adjacent) {
+              // Channel-major destination (NCHW): the tile's pixels are one run.
+              T* run = dst_col + dst_off[0];
+              for (int64_t q = 0; q < valid; ++q) run[q] = src[q * nr];
+            } else {
+              for (int64_t q = 0; q < valid; ++q) dst_col[dst_off[q]] = src[q * nr];
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+std::vector<Tap> forward_taps(const Conv2dShape& s) {
+  std::vector<Tap> taps;
+  for (int64_t r = 0; r < s.kernel_h; ++r)
+    for (int64_t q = 0; q < s.kernel_w; ++q)
+      taps.push_back({r * s.dilation_h - s.pad_h, q * s.dilation_w - s.pad_w, r, q});
+  return taps;
+}
+
+// Taps of stride phase `phase` (input positions phase + k*stride) along one
+// dimension: kernel indices r with (phase + pad - r*dilation) divisible by
+// stride, and the grad_output offset they read.
+std::vector<std::pair<int64_t, int64_t>> phase_taps(int64_t phase, int64_t kernel, int64_t stride,
+                                                    int64_t pad, int64_t dilation) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (int64_t r = 0; r < kernel; ++r) {
+    const int64_t shift = phase + pad - r * dilation;
+    if (((shift % stride) + stride) % stride == 0) out.push_back({r, shift / stride});
+  }
+  return out;
+}
+
+}  // namespace
+
+bool conv2d_gemm_suits(const Conv2dShape& s) { return s.out_channels_per_group() >= 2; }
+
+template <typename T>
+void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight,
+                         const at::Tensor& bias, const at::Tensor& output, const Conv2dShape& s) {
+  GatherConv<T> p;
+  p.batch = s.batch;
+  p.groups = s.groups;
+  const View4<T> in = view_of<T>(input);
+  p.src = {in.data, in.n, in.c, in.h, in.w};
+  p.src_channels = s.in_channels_per_group();
+  p.src_height = s.in_h;
+  p.src_width = s.in_w;
+  p.dst = view_of<T>(output);
+  p.dst_channels = s.out_channels_per_group();
+  p.taps = forward_taps(s);
+  p.grid_h = s.out_h;
+  p.grid_w = s.out_w;
+  p.step_h = s.stride_h;
+  p.step_w = s.stride_w;
+  p.dst_h0 = p.dst_w0 = 0;
+  p.dst_step_h = p.dst_step_w = 1;
+  p.bias = bias.defined() ? bias.const_data_ptr<T>() : nullptr;
+  p.bias_stride = bias.defined() ? bias.stride(0) : 0;
+  p.channel_fastest = is_channels_last(input);
+  const View4<const T> w = view_of<const T>(weight);
+  const int64_t kpg = s.out_channels_per_group();
+  run_gather_conv(p, [&](int64_t g, int64_t o, int64_t ch, const Tap& tap) {
+    return w.data[(g * kpg + o) * w.n + ch * w.c + tap.r * w.h + tap.s * w.w];
+  });
+}
+
+template <typename T>
+void conv2d_input_backward_gemm(const at::Tensor& grad_output, const at::Tensor& weight,
+                                const at::Tensor& grad_input, const Conv2dShape& s) {
+  const View4<T> go = view_of<T>(grad_output);
+  const View4<const T> w = view_of<const T>(weight);
+  const int64_t kpg = s.out_channels_per_group();
+  const auto weight_at = [&](int64_t g, int64_t c, int64_t k, const Tap& tap) {
+    return w.data[(g * kpg + k) * w.n + c * w.c + tap.r * w.h + tap.s * w.w];
+  };
+  // Input rows ph, ph + stride, ... all see the same subset of kernel rows:
+  // each (row phase, column phase) is a stride-1 gather over grad_output.
+  for (int64_t ph = 0; ph < std::min(s.stride_h, s.in_h); ++ph) {
+    for (int64_t pw = 0; pw < std::min(s.stride_w, s.in_w); ++pw) {
+      GatherConv<T> p;
+      p.batch = s.batch;
+      p.groups = s.groups;
+      p.src = {go.data, go.n, go.c, go.h, go.w};
+      p.src_channels = kpg;
+      p.src_height = s.out_h;
+      p.src_width = s.out_w;
+      p.dst = view_of<T>(grad_input);
+      p.dst_channels = s.in_channels_per_group();
+      for (const auto& [r, dh] : phase_taps(ph, s.kernel_h, s.stride_h, s.pad_h, s.dilation_h))
+        for (const auto& [q, dw] : phase_taps(pw, s.kernel_w, s.stride_w, s.pad_w, s.dilation_w))
+          p.taps.push_back({dh, dw, r, q});
+      p.grid_h = (s.in_h - ph + s.stride_h - 1) / s.stride_h;
+      p.grid_w = (s.in_w - pw + s.stride_w - 1) / s.stride_w;
+      p.step_h = p.step_w = 1;
+      p.dst_h0 = ph;
+      p.dst_w0 = pw;
+      p.dst_step_h = s.stride_h;
+      p.dst_step_w = s.stride_w;
+      p.bias = nullptr;
+      p.bias_stride = 0;
+      p.channel_fastest = is_channels_last(grad_output);
+      run_gather_conv(p, weight_at);
+    }
+  }
+}
+
+template <typename T>
+void conv2d_weight_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input,
+                                 const at::Tensor& grad_weight, const Conv2dShape& s) {
+  const int64_t kpg = s.out_channels_per_group(), cpg = s.in_channels_per_group();
+  const IndirectKernel<T>& kernel = kernel_for_columns(kernel_set<T>(), kpg);
+  const int64_t mr = kernel.mr, nr = kernel.nr;
+  const std::vector<Tap> taps = forward_taps(s);
+  const int64_t ntaps = static_cast<int64_t>(taps.size());
+  const int64_t kd_count = cpg * ntaps;
+  const int64_t kd_padded = round_up(kd_count, mr);
+  const int64_t cols_padded = round_up(kpg, nr);
+  const bool channel_fastest = is_channels_last(input);
+  const View4<const T> in = view_of<const T>(input);
+  const View4<const T> go = view_of<const T>(grad_output);
+  const TapBounds tb = tap_bounds(taps);
+  const int64_t win_cols = (s.out_w - 1) * s.stride_w + tb.max_dw - tb.min_dw + 1;
+  const int64_t row_bytes = static_cast<int64_t>(sizeof(T)) *
+                            (cpg * win_cols * s.stride_h + s.out_w * cols_padded);
+  const int64_t band_rows = band_rows_for(s.out_h, s.batch * s.groups, row_bytes);
+  const int64_t bands = (s.out_h + band_rows - 1) / band_rows;
+
+  // One accumulator per thread, [group][kd][column], summed in thread order
+  // at the end: the result does not depend on timing.
+  const int64_t partial_size = s.groups * kd_padded * cols_padded;
+  std::vector<at::Tensor> partials(at::get_num_threads());
+  const int64_t units = s.batch * s.groups * bands;
+  at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
+    at::Tensor& partial_tensor = partials[at::get_thread_num()];
+    if (!partial_tensor.defined()) {
+      partial_tensor = at::zeros({partial_size}, grad_output.options());
+    }
+    T* partial = partial_tensor.data_ptr<T>();
+    Buffer<T> window_buffer, grad_buffer;
+    Buffer<int64_t> offset_buffer;
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const int64_t n = unit / (s.groups * bands);
+      const int64_t g = (unit / bands) % s.groups;
+      const int64_t i0 = (unit % bands) * band_rows;
+      const int64_t i1 = std::min(s.out_h, i0 + band_rows);
+      const int64_t pixels = (i1 - i0) * s.out_w;
+
+      const int64_t row0 = i0 * s.stride_h + tb.min_dh;
+      const int64_t rows = (i1 - 1) * s.stride_h + tb.max_dh - row0 + 1;
+      const Window<T> win = make_window(in.data + n * in.n + g * cpg * in.c, in.c, in.h, in.w, cpg,
+                                        s.in_h, s.in_w, row0, rows, tb.min_dw, win_cols,
+                                        channel_fastest, window_buffer);
+      int64_t* kd_off = offset_buffer.get(kd_padded + pixels);
+      int64_t* pixel_off = kd_off + kd_padded;
+      fill_step_offsets(win, taps, cpg, channel_fastest, kd_off);
+      for (int64_t kd = kd_count; kd < kd_padded; ++kd) kd_off[kd] = kd_off[0];
+      for (int64_t q = 0; q < pixels; ++q) {
+        const int64_t i = i0 + q / s.out_w, j = q % s.out_w;
+        pixel_off[q] = (i * s.stride_h - win.row0) * win.rs + (j * s.stride_w - win.col0) * win.ws;
+      }
+      // grad_output of the band as [pixel][column], zero past the last column.
+      T* grad = grad_buffer.get(pixels * cols_padded);
+      const T* go_image = go.data + n * go.n + g * kpg * go.c;
+      for (int64_t q = 0; q < pixels; ++q) {
+        const T* src = go_image + (i0 + q / s.out_w) * go.h + (q % s.out_w) * go.w;
+        T* dst = grad + q * cols_padded;
+        for (int64_t k = 0; k < kpg; ++k) dst[k] = src[k * go.c];
+        for (int64_t k = kpg; k < cols_padded; ++k) dst[k] = 0;
+      }
+      T* acc = partial + g * kd_padded * cols_padded;
+      for (int64_t kd0 = 0; kd0 < kd_padded; kd0 += mr) {
+        for (int64_t col0 = 0; col0 < cols_padded; col0 += nr) {
+          kernel.run(pixels, win.data, kd_off + kd0, pixel_off, grad + col0, cols_padded,
+                     acc + kd0 * cols_padded + col0, cols_padded, nullptr, true);
+        }
+      }
+    }
+  });
+
+  const View4<T> gw = view_of<T>(grad_weight);
+  at::parallel_for(0, s.out_channels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      const int64_t g = o / kpg, k = o % kpg;
+      for (int64_t ch = 0; ch < cpg; ++ch) {
+        for (int64_t t = 0; t < ntaps; ++t) {
+          const int64_t kd = channel_fastest ? t * cpg + ch : ch * ntaps + t;
+          T sum = 0;
+          for (const at::Tensor& partial : partials) {
+            if (partial.defined()) sum += partial.data_ptr<T>()[(g * kd_padded + kd) * cols_padded + k];
+          }
+          gw.data[o * gw.n + ch * gw.c + taps[t].r * gw.h + taps[t].s * gw.w] = sum;
+        }
+      }
+    }
+  });
+}
+
+#define PYCNN_INSTANTIATE(T)                                                                     \
+  template void conv2d_forward_gemm<T>(const at::Tensor&, const at::Tensor&, const at::Tensor&, \
+                                       const at::Tensor&, const Conv2dShape&);                  \
+  template void conv2d_input_backward_gemm<T>(const at::Tensor&, const at::Tensor&,             \
+                                              const at::Tensor&, const Conv2dShape&);           \
+  template void conv2d_weight_backward_gemm<T>(const at::Tensor&, const at::Tensor&,            \
+                                               const at::Tensor&, const Conv2dShape&);
+PYCNN_INSTANTIATE(float)
+PYCNN_INSTANTIATE(double)
+#undef PYCNN_INSTANTIATE
+
+}  // namespace cpu
+}  // namespace pycnn

@@ -1,0 +1,35 @@
+// The fast CPU convolution: forward, grad_input and grad_weight as indirect
+// GEMMs on the register-blocked micro-kernels of gemm/microkernels.h.
+//
+// No im2col buffer: each task copies the band of the image it works on into
+// a small zero-padded window (only where the band touches padding; inside
+// the image it reads the tensor in place) and the micro-kernel reads that
+// window through offset tables.  Extra memory is one window, one scratch
+// tile and, for grad_weight, one weight-sized accumulator per thread.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include "../conv2d.h"
+
+namespace pycnn {
+namespace cpu {
+
+// Whether the GEMM path suits this convolution; depthwise and other
+// one-channel-per-group convolutions go to the direct kernels instead.
+bool conv2d_gemm_suits(const Conv2dShape& s);
+
+template <typename T>
+void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight,
+                         const at::Tensor& bias, const at::Tensor& output, const Conv2dShape& s);
+
+template <typename T>
+void conv2d_input_backward_gemm(const at::Tensor& grad_output, const at::Tensor& weight,
+                                const at::Tensor& grad_input, const Conv2dShape& s);
+
+template <typename T>
+void conv2d_weight_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input,
+                                 const at::Tensor& grad_weight, const Conv2dShape& s);
+
+}  // namespace cpu
+}  // namespace pycnn

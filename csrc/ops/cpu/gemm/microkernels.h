@@ -1,0 +1,60 @@
+// Register-blocked micro-kernels: the only place the CPU convolutions do
+// their multiply-adds.  Each instruction set (AVX-512, AVX2, baseline SSE2)
+// compiles the same template (microkernels_impl.h) in its own translation
+// unit; kernel_set() picks one at run time.
+//
+// The kernel is an outer-product GEMM tile whose broadcast operand is read
+// through offset tables instead of a packed panel ("indirect" GEMM):
+//
+//   C[i][j] = init(i, j) + sum_t  base[rowoff[i] + stepoff[t]] * b[t * ldb + j]
+//
+// for i < MR, j < NR (NR = NV vector registers).  A convolution maps onto
+// it without an im2col buffer: in the forward pass i runs over output pixels
+// (rowoff = where each pixel's window starts), t over (channel, tap) pairs
+// (stepoff = where that tap reads relative to the window) and j over output
+// channels (b = the packed weights); the weight gradient swaps the roles of
+// rowoff and stepoff.
+//
+// This header is included by the ISA-specific units: plain declarations only.
+#pragma once
+
+#include <cstdint>
+
+namespace pycnn {
+namespace cpu {
+
+// init(i, j) is C itself when `accumulate`, else col_init[j] when given (a
+// bias), else 0.  C rows are ldc apart and all MR x NR entries are written;
+// callers route partial tiles through a scratch tile.
+template <typename T>
+using IndirectKernelFn = void (*)(int64_t steps, const T* base, const int64_t* rowoff,
+                                  const int64_t* stepoff, const T* b, int64_t ldb, T* c,
+                                  int64_t ldc, const T* col_init, bool accumulate);
+
+template <typename T>
+struct IndirectKernel {
+  int mr = 0;
+  int nr = 0;
+  IndirectKernelFn<T> run = nullptr;
+};
+
+constexpr int kMaxKernelShapes = 4;
+
+template <typename T>
+struct KernelSet {
+  const char* isa = "";
+  int vector_width = 1;  // elements of T per SIMD register
+  int count = 0;
+  IndirectKernel<T> shapes[kMaxKernelShapes];  // the tile shapes on offer, widest NR first
+};
+
+// One set per instruction set and dtype, defined in microkernels_<isa>.cpp.
+const KernelSet<float>& avx512_kernels_f32();
+const KernelSet<double>& avx512_kernels_f64();
+const KernelSet<float>& avx2_kernels_f32();
+const KernelSet<double>& avx2_kernels_f64();
+const KernelSet<float>& generic_kernels_f32();
+const KernelSet<double>& generic_kernels_f64();
+
+}  // namespace cpu
+}  // namespace pycnn

@@ -1,0 +1,97 @@
+// The micro-kernel template, written once with GCC vector extensions and
+// compiled by each microkernels_<isa>.cpp under its own `#pragma GCC target`.
+//
+// Everything here has internal linkage (an unnamed namespace), so the
+// AVX-512 instantiations can never be merged with, or stand in for, the
+// baseline ones: a CPU without AVX-512 only ever calls the set that
+// kernel_set() hands it.  Include nothing after the target pragma.
+#pragma once
+
+#include <cstdint>
+
+#include "microkernels.h"
+
+namespace pycnn {
+namespace cpu {
+namespace {
+
+template <typename T, int Bytes>
+struct VecOf {
+  typedef T type __attribute__((vector_size(Bytes)));
+  static constexpr int lanes = Bytes / static_cast<int>(sizeof(T));
+};
+
+template <typename V, typename T>
+inline V load(const T* p) {
+  V v;
+  __builtin_memcpy(&v, p, sizeof(V));
+  return v;
+}
+
+template <typename V, typename T>
+inline void store(T* p, V v) {
+  __builtin_memcpy(p, &v, sizeof(V));
+}
+
+// x - 0 is exactly x for every x (unlike 0 + x, which turns -0 into +0), so
+// the compiler folds it away and emits a single broadcast.
+template <typename V, typename T>
+inline V broadcast(T x) {
+  return x - V{};
+}
+
+template <typename T, int Bytes, int MR, int NV>
+void indirect_kernel(int64_t steps, const T* __restrict base, const int64_t* __restrict rowoff,
+                     const int64_t* __restrict stepoff, const T* __restrict b, int64_t ldb,
+                     T* __restrict c, int64_t ldc, const T* __restrict col_init, bool accumulate) {
+  using V = typename VecOf<T, Bytes>::type;
+  constexpr int L = VecOf<T, Bytes>::lanes;
+  V acc[MR][NV];
+  if (accumulate) {
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[i][v] = load<V>(c + i * ldc + v * L);
+  } else {
+    V init[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) init[v] = col_init ? load<V>(col_init + v * L) : V{};
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[i][v] = init[v];
+  }
+  const T* rows[MR];
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i) rows[i] = base + rowoff[i];
+  for (int64_t t = 0; t < steps; ++t) {
+    const int64_t o = stepoff[t];
+    V bv[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) bv[v] = load<V>(b + v * L);
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i) {
+      const V av = broadcast<V>(rows[i][o]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[i][v] += av * bv[v];
+    }
+    b += ldb;
+  }
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) store(c + i * ldc + v * L, acc[i][v]);
+}
+
+template <typename T, int Bytes, int MR, int NV>
+IndirectKernel<T> shape() {
+  IndirectKernel<T> k;
+  k.mr = MR;
+  k.nr = NV * VecOf<T, Bytes>::lanes;
+  k.run = &indirect_kernel<T, Bytes, MR, NV>;
+  return k;
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace pycnn
