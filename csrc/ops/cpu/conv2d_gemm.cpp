@@ -163,12 +163,16 @@ TapBounds tap_bounds(const std::vector<Tap>& taps) {
   return b;
 }
 
-// Output-grid rows per task: a window near the L2 size, and enough tasks
-// to keep every thread busy even for one image.
+// Bytes a task's working set (window, accumulator) may take: half of L2,
+// leaving the rest to the weights.
+constexpr int64_t kBandBytes = 512 * 1024;
+
+// Output-grid rows per task: a working set within kBandBytes, and enough
+// tasks to keep every thread busy even for one image.
 int64_t band_rows_for(int64_t grid_h, int64_t units_without_bands, int64_t bytes_per_row) {
   const int64_t threads = at::get_num_threads();
   int64_t rows = grid_h;
-  while (rows > 1 && rows * bytes_per_row > (int64_t{1} << 20)) rows = (rows + 1) / 2;
+  while (rows > 1 && rows * bytes_per_row > kBandBytes) rows = (rows + 1) / 2;
   while (rows > 1 && units_without_bands * ((grid_h + rows - 1) / rows) < 4 * threads) {
     rows = (rows + 1) / 2;
   }
@@ -200,6 +204,36 @@ std::vector<T> pack_weights(const GatherConv<T>& p, int64_t nr, WeightAt weight_
   return packed;
 }
 
+// Bytes of weights one reduction block spans (kc x NR): well inside L2, so
+// they stay there while every pixel tile of a band reads them.
+constexpr int64_t kWeightBlockBytes = 192 * 1024;
+
+// Writes a band's accumulator ([pixel][nr], `cols` valid columns) to its
+// destination: pixel q of column j goes to dst[j * channel_stride + dst_off[q]].
+template <typename T>
+void store_band(const T* acc, int64_t pixels, int64_t nr, int64_t cols, T* dst,
+                int64_t channel_stride, const int64_t* dst_off, bool contiguous) {
+  if (channel_stride == 1) {  // channels_last: each pixel's channels are one run
+    for (int64_t q = 0; q < pixels; ++q) std::memcpy(dst + dst_off[q], acc + q * nr, sizeof(T) * cols);
+    return;
+  }
+  // Transpose in blocks of pixels small enough to stay in L1.
+  constexpr int64_t kBlock = 16;
+  for (int64_t q0 = 0; q0 < pixels; q0 += kBlock) {
+    const int64_t q1 = std::min(pixels, q0 + kBlock);
+    for (int64_t j = 0; j < cols; ++j) {
+      T* column = dst + j * channel_stride;
+      const T* src = acc + j;
+      if (contiguous) {
+        T* run = column + dst_off[0];
+        for (int64_t q = q0; q < q1; ++q) run[q] = src[q * nr];
+      } else {
+        for (int64_t q = q0; q < q1; ++q) column[dst_off[q]] = src[q * nr];
+      }
+    }
+  }
+}
+
 template <typename T, typename WeightAt>
 void run_gather_conv(const GatherConv<T>& p, WeightAt weight_at) {
   if (p.batch == 0 || p.grid_h == 0 || p.grid_w == 0 || p.dst_channels == 0) return;
@@ -220,28 +254,33 @@ void run_gather_conv(const GatherConv<T>& p, WeightAt weight_at) {
 
   const TapBounds tb = tap_bounds(p.taps);
   const int64_t win_cols = ntaps ? (p.grid_w - 1) * p.step_w + tb.max_dw - tb.min_dw + 1 : 0;
-  const int64_t band_rows = band_rows_for(
-      p.grid_h, p.batch * p.groups,
-      static_cast<int64_t>(sizeof(T)) * p.src_channels * win_cols * std::max<int64_t>(p.step_h, 1));
+  // Per output-grid row: its share of the window and of the accumulator.
+  const int64_t row_bytes = static_cast<int64_t>(sizeof(T)) *
+                            (p.src_channels * win_cols * std::max<int64_t>(p.step_h, 1) + p.grid_w * nr);
+  const int64_t band_rows = band_rows_for(p.grid_h, p.batch * p.groups, row_bytes);
   const int64_t bands = (p.grid_h + band_rows - 1) / band_rows;
-
-  // Tiles whose pixels are evenly spaced in dst can be stored in place.
-  const bool dst_channel_contiguous = p.dst.c == 1;
+  const int64_t kc_block = std::max<int64_t>(64, kWeightBlockBytes / (nr * static_cast<int64_t>(sizeof(T))));
+  // Whether a band's pixels are one run in dst, in order (NCHW output of
+  // the forward pass and of stride-1 grad_input).
   const int64_t pixel_stride = p.dst_step_w * p.dst.w;
-  const bool rows_continue = p.dst_step_h * p.dst.h == p.grid_w * pixel_stride;
+  const bool band_contiguous =
+      pixel_stride == 1 && (p.dst_step_h * p.dst.h == p.grid_w || band_rows == 1);
 
   at::parallel_for(0, p.batch * p.groups * bands, 1, [&](int64_t begin, int64_t end) {
-    Buffer<T> window_buffer, scratch_buffer;
+    Buffer<T> window_buffer, acc_buffer;
     Buffer<int64_t> offset_buffer;
     for (int64_t unit = begin; unit < end; ++unit) {
       const int64_t n = unit / (p.groups * bands);
       const int64_t g = (unit / bands) % p.groups;
       const int64_t i0 = (unit % bands) * band_rows;
       const int64_t i1 = std::min(p.grid_h, i0 + band_rows);
+      const int64_t pixels = (i1 - i0) * p.grid_w;
+      const int64_t tiles = (pixels + mr - 1) / mr;
 
+      int64_t* step_off = offset_buffer.get(kd_count + 2 * tiles * mr);
+      int64_t* row_off = step_off + kd_count;   // [tile][mr]: where each pixel's window starts
+      int64_t* dst_off = row_off + tiles * mr;  // [pixel]: where it is stored
       Window<T> win{nullptr, 0, 0, 0, 0, 0};
-      int64_t* step_off = offset_buffer.get(kd_count + 2 * mr);
-      int64_t* row_off = step_off + kd_count;
       if (ntaps > 0) {
         const int64_t row0 = i0 * p.step_h + tb.min_dh;
         const int64_t rows = (i1 - 1) * p.step_h + tb.max_dh - row0 + 1;
@@ -251,48 +290,36 @@ void run_gather_conv(const GatherConv<T>& p, WeightAt weight_at) {
                           window_buffer);
         fill_step_offsets(win, p.taps, p.src_channels, p.channel_fastest, step_off);
       }
+      for (int64_t q = 0; q < tiles * mr; ++q) {
+        // Slots past the last pixel repeat their tile's first pixel:
+        // computed, never stored.
+        const int64_t pixel = q < pixels ? q : q / mr * mr;
+        const int64_t i = i0 + pixel / p.grid_w, j = pixel % p.grid_w;
+        row_off[q] = (i * p.step_h - win.row0) * win.rs + (j * p.step_w - win.col0) * win.ws;
+        if (q < pixels) {
+          dst_off[q] = (p.dst_h0 + i * p.dst_step_h) * p.dst.h + (p.dst_w0 + j * p.dst_step_w) * p.dst.w;
+        }
+      }
+
       T* dst_image = p.dst.data + n * p.dst.n + g * p.dst_channels * p.dst.c;
       const T* panels = packed.data() + g * col_tiles * kd_count * nr;
       const T* bias = p.bias ? bias_padded.data() + g * col_tiles * nr : nullptr;
-      T* scratch = scratch_buffer.get(mr * nr);
-
-      const int64_t pixels = (i1 - i0) * p.grid_w;
-      int64_t* dst_off = row_off + mr;
-      for (int64_t p0 = 0; p0 < pixels; p0 += mr) {
-        const int64_t valid = std::min(mr, pixels - p0);
-        for (int64_t q = 0; q < mr; ++q) {
-          // Rows past the edge repeat the first pixel: computed, never stored.
-          const int64_t pixel = p0 + (q < valid ? q : 0);
-          const int64_t i = i0 + pixel / p.grid_w, j = pixel % p.grid_w;
-          row_off[q] = (i * p.step_h - win.row0) * win.rs + (j * p.step_w - win.col0) * win.ws;
-          dst_off[q] = (p.dst_h0 + i * p.dst_step_h) * p.dst.h + (p.dst_w0 + j * p.dst_step_w) * p.dst.w;
-        }
-        const bool one_row = (p0 % p.grid_w) + valid <= p.grid_w;
-        const bool even_rows = valid == mr && (one_row || rows_continue);
-        const bool adjacent = dst_off[valid - 1] - dst_off[0] == valid - 1 &&
-                              (valid == 1 || (pixel_stride == 1 && (one_row || rows_continue)));
-        for (int64_t tile = 0; tile < col_tiles; ++tile) {
-          const int64_t cols = std::min(nr, p.dst_channels - tile * nr);
-          const T* init = bias ? bias + tile * nr : nullptr;
-          const T* b = panels + tile * kd_count * nr;
-          if (dst_channel_contiguous && even_rows && cols == nr) {
-            kernel.run(kd_count, win.data, row_off, step_off, b, nr,
-                       dst_image + dst_off[0] + tile * nr, pixel_stride, init, false);
-            continue;
+      T* acc = acc_buffer.get(tiles * mr * nr);  // [pixel][nr] of the current column tile
+      for (int64_t tile = 0; tile < col_tiles; ++tile) {
+        const T* b = panels + tile * kd_count * nr;
+        const T* init = bias ? bias + tile * nr : nullptr;
+        // Reduction blocks keep the weights they read in L2 while every
+        // pixel tile of the band passes over them.
+        for (int64_t kc0 = 0;; kc0 += kc_block) {
+          const int64_t kc = std::min(kc_block, kd_count - kc0);
+          for (int64_t t = 0; t < tiles; ++t) {
+            kernel.run(kc, win.data, row_off + t * mr, step_off + kc0, b + kc0 * nr, nr,
+                       acc + t * mr * nr, nr, init, kc0 > 0);
           }
-          kernel.run(kd_count, win.data, row_off, step_off, b, nr, scratch, nr, init, false);
-          for (int64_t j = 0; j < cols; ++j) {
-            T* dst_col = dst_image + (tile * nr + j) * p.dst.c;
-            const T* src = scratch + j;
-            if (adjacent) {
-              // Channel-major destination (NCHW): the tile's pixels are one run.
-              T* run = dst_col + dst_off[0];
-              for (int64_t q = 0; q < valid; ++q) run[q] = src[q * nr];
-            } else {
-              for (int64_t q = 0; q < valid; ++q) dst_col[dst_off[q]] = src[q * nr];
-            }
-          }
+          if (kc0 + kc >= kd_count) break;
         }
+        store_band(acc, pixels, nr, std::min(nr, p.dst_channels - tile * nr),
+                   dst_image + tile * nr * p.dst.c, p.dst.c, dst_off, band_contiguous);
       }
     }
   });
