@@ -32,7 +32,7 @@ def _empty_like_layout(size, like, dtype=None):
 # ----------------------------------------------------------------------------- conv2d
 
 @torch.library.register_fake("pycnn::conv2d")
-def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups):
+def _conv2d_fake(input, weight, bias, stride=1, padding=0, dilation=1, groups=1):
     torch._check(input.dim() == 4 and weight.dim() == 4,
                  lambda: "pycnn.conv2d: input and weight must be 4-D")
     stride, padding, dilation = pair(stride), pair(padding), pair(dilation)
@@ -154,7 +154,7 @@ def _pool_output_shape(input_size, kernel_size, stride, padding, dilation, ceil_
 
 
 @torch.library.register_fake("pycnn::max_pool2d_with_indices")
-def _max_pool2d_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
+def _max_pool2d_fake(input, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
     size = _pool_output_shape(input.shape, kernel_size, stride, padding, dilation, ceil_mode)
     return _empty_like_layout(size, input), _empty_like_layout(size, input, torch.int64)
 
@@ -205,8 +205,8 @@ torch.library.register_autograd("pycnn::max_pool2d_backward", _index_backward_ba
 # ----------------------------------------------------------------------------- avg_pool2d
 
 @torch.library.register_fake("pycnn::avg_pool2d")
-def _avg_pool2d_fake(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                     divisor_override):
+def _avg_pool2d_fake(input, kernel_size, stride=(), padding=0, ceil_mode=False,
+                     count_include_pad=True, divisor_override=None):
     size = _pool_output_shape(input.shape, kernel_size, stride, padding, 1, ceil_mode)
     return _empty_like_layout(size, input)
 
