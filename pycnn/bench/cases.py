@@ -121,6 +121,7 @@ class PoolCase:
     dilation: tuple = (1, 1)
     ceil_mode: bool = False
     count_include_pad: bool = True
+    divisor_override: int = None
     output: tuple = None  # adaptive pools' output_size
     count: int = 1
 
@@ -173,7 +174,8 @@ class PoolCase:
         stride = self.stride or self.kernel
         return (f"{dims} {_dims(*self.kernel)}" + _pair_text("s", stride, tuple(self.kernel))
                 + _pair_text("p", self.padding, (0, 0)) + _pair_text("d", self.dilation, (1, 1))
-                + (" ceil" if self.ceil_mode else ""))
+                + (" ceil" if self.ceil_mode else "")
+                + (f" ÷{self.divisor_override}" if self.divisor_override else ""))
 
     def _functions(self):
         op = self.op
@@ -184,7 +186,8 @@ class PoolCase:
         if op == "avg_pool2d":
             options = dict(kernel_size=self.kernel, stride=self.stride or self.kernel,
                            padding=self.padding, ceil_mode=self.ceil_mode,
-                           count_include_pad=self.count_include_pad)
+                           count_include_pad=self.count_include_pad,
+                           divisor_override=self.divisor_override)
             return (lambda x: F.avg_pool2d(x, **options)), (lambda x: TF.avg_pool2d(x, **options))
         size = tuple(self.output)
         ours, theirs = getattr(F, op), getattr(TF, op)
@@ -352,7 +355,8 @@ def _layer_case(model_name, module_name, module, input_shape):
         kernel = _as_pair(module.kernel_size)
         return PoolCase(name, model_name, "avg_pool2d", n, c, h, w, kernel=kernel,
                         stride=_as_pair(module.stride) or kernel, padding=_as_pair(module.padding),
-                        ceil_mode=module.ceil_mode, count_include_pad=module.count_include_pad)
+                        ceil_mode=module.ceil_mode, count_include_pad=module.count_include_pad,
+                        divisor_override=module.divisor_override)
     if isinstance(module, (torch.nn.AdaptiveAvgPool2d, torch.nn.AdaptiveMaxPool2d)):
         size = _as_pair(module.output_size)
         size = tuple(dim if s is None else s for s, dim in zip(size, (h, w)))
@@ -400,12 +404,12 @@ def model_cases(name, batch=8, image_size=None, train=True):
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.randn(batch, *image))
+            classes = model(torch.randn(batch, *image)).shape[1]
     finally:
         for handle in handles:
             handle.remove()
     cases = [seen[key] for key in order]
     convs = [c for c in cases if isinstance(c, ConvCase)]
     pools = [c for c in cases if isinstance(c, PoolCase)]
-    steps = [TrainCase(f"{name} train step", name, batch, image, models.num_classes(model))] if train else []
+    steps = [TrainCase(f"{name} train step", name, batch, image, classes)] if train else []
     return convs + pools + steps
