@@ -260,7 +260,9 @@ def _percent(value):
 
 
 def _ratio(value):
-    return "-" if value is None else f"{value:.2f}×"
+    if value is None:
+        return "-"
+    return f"{value:.2f}×" if value >= 0.1 else f"{value:.2g}×"
 
 
 def _columns(header, body):

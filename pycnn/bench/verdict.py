@@ -48,6 +48,10 @@ def label(result):
     return text
 
 
+def _times(ratio):
+    return f"{ratio:.2f}×" if ratio >= 0.1 else f"{ratio:.2g}×"
+
+
 def _split(rows):
     """(rows with a timing, labels of rows whose pycnn side failed)."""
     timed = [r for r in rows if not r.error and r.ratio is not None]
@@ -64,7 +68,7 @@ def geomean_target(rows, name, floor):
         return Target(name, f"≥ {floor:.1f}×")
     timed, failed = _split(rows)
     mean = geomean(r.ratio for r in timed)
-    value = "-" if mean is None else f"{mean:.2f}× over {len(timed)}"
+    value = "-" if mean is None else f"{_times(mean)} over {len(timed)}"
     return Target(name, f"≥ {floor:.1f}×", value,
                   holds=not failed and mean is not None and mean >= floor, detail=_failures(failed))
 
@@ -74,7 +78,7 @@ def min_target(rows, name, floor):
         return Target(name, f"≥ {floor:.1f}×")
     timed, failed = _split(rows)
     worst = min(timed, key=lambda r: r.ratio, default=None)
-    value = "-" if worst is None else f"{worst.ratio:.2f}× ({label(worst)})"
+    value = "-" if worst is None else f"{_times(worst.ratio)} ({label(worst)})"
     return Target(name, f"≥ {floor:.1f}×", value,
                   holds=not failed and worst is not None and worst.ratio >= floor,
                   detail=_failures(failed))
