@@ -260,9 +260,7 @@ def _percent(value):
 
 
 def _ratio(value):
-    if value is None:
-        return "-"
-    return f"{value:.2f}×" if value >= 0.1 else f"{value:.2g}×"
+    return "-" if value is None else verdict_module.format_ratio(value)
 
 
 def _columns(header, body):

@@ -48,7 +48,8 @@ def label(result):
     return text
 
 
-def _times(ratio):
+def format_ratio(ratio):
+    """2.00×, 0.35×, 0.0048×: two decimals, or two significant digits under 0.1."""
     return f"{ratio:.2f}×" if ratio >= 0.1 else f"{ratio:.2g}×"
 
 
@@ -68,7 +69,7 @@ def geomean_target(rows, name, floor):
         return Target(name, f"≥ {floor:.1f}×")
     timed, failed = _split(rows)
     mean = geomean(r.ratio for r in timed)
-    value = "-" if mean is None else f"{_times(mean)} over {len(timed)}"
+    value = "-" if mean is None else f"{format_ratio(mean)} over {len(timed)}"
     return Target(name, f"≥ {floor:.1f}×", value,
                   holds=not failed and mean is not None and mean >= floor, detail=_failures(failed))
 
@@ -78,7 +79,7 @@ def min_target(rows, name, floor):
         return Target(name, f"≥ {floor:.1f}×")
     timed, failed = _split(rows)
     worst = min(timed, key=lambda r: r.ratio, default=None)
-    value = "-" if worst is None else f"{_times(worst.ratio)} ({label(worst)})"
+    value = "-" if worst is None else f"{format_ratio(worst.ratio)} ({label(worst)})"
     return Target(name, f"≥ {floor:.1f}×", value,
                   holds=not failed and worst is not None and worst.ratio >= floor,
                   detail=_failures(failed))
