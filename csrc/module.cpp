@@ -5,6 +5,7 @@
 #include <Python.h>
 #include <torch/version.h>
 
+#include "bench/fma_peak.h"
 #include "ops/common.h"
 #include "ops/cpu/cpu_features.h"
 
@@ -37,6 +38,25 @@ PyObject* set_poison_outputs(PyObject*, PyObject* arg) {
   Py_RETURN_NONE;
 }
 
+PyObject* fma_peak_gflops(PyObject*, PyObject* args) {
+  int threads = 0;
+  double seconds = 0;
+  if (!PyArg_ParseTuple(args, "id:fma_peak_gflops", &threads, &seconds)) return nullptr;
+  if (threads < 1) {
+    PyErr_Format(PyExc_ValueError, "fma_peak_gflops: threads must be at least 1, got threads=%d", threads);
+    return nullptr;
+  }
+  if (!(seconds > 0 && seconds <= 60)) {
+    PyErr_Format(PyExc_ValueError, "fma_peak_gflops: seconds must be in (0, 60], got seconds=%g", seconds);
+    return nullptr;
+  }
+  pycnn::bench::FmaPeak peak;
+  Py_BEGIN_ALLOW_THREADS
+  peak = pycnn::bench::measure_fma_peak(threads, seconds);
+  Py_END_ALLOW_THREADS
+  return Py_BuildValue("(di)", peak.gflops, peak.threads);
+}
+
 PyMethodDef methods[] = {
     {"set_poison_outputs", set_poison_outputs, METH_O,
      "Test mode: fill every output with NaN (indices with -1) before the kernel writes it."},
@@ -44,6 +64,10 @@ PyMethodDef methods[] = {
      "Caps the CPU kernels at an instruction set: 'generic', 'avx2' or 'avx512'."},
     {"cpu_isa", cpu_isa, METH_NOARGS,
      "The instruction set the CPU convolution kernels run with on this machine."},
+    {"fma_peak_gflops", fma_peak_gflops, METH_VARARGS,
+     "fma_peak_gflops(threads, seconds) -> (gflops, threads_run): the fp32 multiply-add rate this "
+     "CPU sustains with the active instruction set, measured over about `seconds` on `threads` "
+     "threads at once (torch's thread count caps them)."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "pycnn's compiled operators.", -1,
