@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "bench/fma_peak.h"
 #include "ops/common.h"
 #include "ops/cpu/cpu_features.h"
 #include "ops/settings.h"
@@ -113,6 +114,25 @@ PyObject* cuda_conv_tile(PyObject*, PyObject*) {
   return PyUnicode_FromString(kConvTiles[pycnn::cuda_conv_tile()]);
 }
 
+PyObject* fma_peak_gflops(PyObject*, PyObject* args) {
+  int threads = 0;
+  double seconds = 0;
+  if (!PyArg_ParseTuple(args, "id:fma_peak_gflops", &threads, &seconds)) return nullptr;
+  if (threads < 1) {
+    PyErr_Format(PyExc_ValueError, "fma_peak_gflops: threads must be at least 1, got threads=%d", threads);
+    return nullptr;
+  }
+  if (!(seconds > 0 && seconds <= 60)) {
+    PyErr_Format(PyExc_ValueError, "fma_peak_gflops: seconds must be in (0, 60], got seconds=%g", seconds);
+    return nullptr;
+  }
+  pycnn::bench::FmaPeak peak;
+  Py_BEGIN_ALLOW_THREADS
+  peak = pycnn::bench::measure_fma_peak(threads, seconds);
+  Py_END_ALLOW_THREADS
+  return Py_BuildValue("(di)", peak.gflops, peak.threads);
+}
+
 PyMethodDef methods[] = {
     {"set_poison_outputs", set_poison_outputs, METH_O,
      "Test mode: fill every output with NaN (indices with -1) before the kernel writes it."},
@@ -131,6 +151,10 @@ PyMethodDef methods[] = {
     {"set_cuda_conv_tile", set_cuda_conv_tile, METH_O,
      "Test hook: the fast kernels' tile, 'auto', '128x128', '128x64' or '64x64'."},
     {"cuda_conv_tile", cuda_conv_tile, METH_NOARGS, "The fast kernels' tile setting."},
+    {"fma_peak_gflops", fma_peak_gflops, METH_VARARGS,
+     "fma_peak_gflops(threads, seconds) -> (gflops, threads_run): the fp32 multiply-add rate this "
+     "CPU sustains with the active instruction set, measured over about `seconds` on `threads` "
+     "threads at once (torch's thread count caps them)."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "pycnn's compiled operators.", -1,

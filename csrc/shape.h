@@ -101,6 +101,27 @@ PYCNN_HOST_DEVICE inline TapRange valid_taps(int64_t start, int64_t in, int64_t 
   return {first, last};
 }
 
+// The outputs [begin, end) whose windows lie wholly inside the input, every
+// tap valid: o*stride - pad >= 0 and o*stride - pad + dilation*(kernel-1) < in.
+// Kernels run these without bounds checks; end == begin when there are none.
+struct OutputSpan {
+  int64_t begin, end;
+};
+PYCNN_HOST_DEVICE inline OutputSpan interior_outputs(int64_t out, int64_t in, int64_t kernel,
+                                                     int64_t stride, int64_t pad,
+                                                     int64_t dilation) {
+  const int64_t begin = min_i64(out, div_ceil(pad, stride));
+  const int64_t end = min_i64(out, div_floor(in - 1 + pad - dilation * (kernel - 1), stride) + 1);
+  return {begin, max_i64(begin, end)};
+}
+
+// The most outputs whose windows can cover one input position: the length
+// of the range covering_outputs returns, at most.
+PYCNN_HOST_DEVICE inline int64_t max_covering_outputs(int64_t kernel, int64_t stride,
+                                                      int64_t dilation) {
+  return dilation * (kernel - 1) / stride + 1;
+}
+
 // For the gradient of a strided convolution: input position i receives from
 // output positions o with o*stride - pad + k*dilation == i.  Returns the
 // range [first, last) of outputs whose windows cover i (some taps may still

@@ -28,3 +28,9 @@ def named_layers(model: torch.nn.Module, prefix: str = ""):
             yield from walk(child, f"{name}.{child_name}" if name else child_name)
 
     yield from walk(model, prefix)
+
+
+def runs_on_pycnn(module: torch.nn.Module) -> bool:
+    """Whether the module, or a module inside it, is one of pycnn.nn's layers
+    (or a subclass of one): whether pycnn's kernels compute part of it."""
+    return any(any(c.__module__ == "pycnn.nn" for c in type(m).__mro__) for m in module.modules())

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ._callable_module import make_callable
-from ._layers import named_layers
+from ._layers import named_layers, runs_on_pycnn
 
 __all__ = ["summary", "Summary", "LayerRow"]
 
@@ -105,11 +105,6 @@ def _own_multiply_adds(module, input, output):
     return 0
 
 
-def _runs_on_pycnn(module):
-    return any(type(m).__module__.startswith("pycnn.nn") or
-               any(c.__module__ == "pycnn.nn" for c in type(m).__mro__) for m in module.modules())
-
-
 class _Recorder:
     """Forward hooks that fill the rows while the model runs once."""
 
@@ -128,11 +123,13 @@ class _Recorder:
             first_call = id(module) not in self.seen
             self.seen.add(id(module))
             params = sum(p.numel() for p in module.parameters())
-            row = LayerRow(name, type(module).__name__, _shape_text(input), "", _kernel_text(module),
-                           _option_text(module, "stride") if _kernel_text(module) not in ("", "adaptive") else "",
-                           _option_text(module, "padding") if _kernel_text(module) not in ("", "adaptive") else "",
+            kernel = _kernel_text(module)
+            windowed = kernel not in ("", "adaptive")
+            row = LayerRow(name, type(module).__name__, _shape_text(input), "", kernel,
+                           _option_text(module, "stride") if windowed else "",
+                           _option_text(module, "padding") if windowed else "",
                            params if first_call else 0, params > 0 and not first_call, 0,
-                           _runs_on_pycnn(module))
+                           runs_on_pycnn(module))
             self.rows.append(row)
             self.open_rows.append(row)
         return open_row

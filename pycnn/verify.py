@@ -8,10 +8,12 @@ A model (a name of pycnn.models, or any nn.Module): the pycnn model and a
 torch reference -- torchvision's model where one exists, otherwise the same
 module with torch's own layers (pycnn.convert.to_torch) -- hold identical
 weights (for a model of the zoo, drawn afresh: see fresh_weights; a module
-keeps its own); both run forward and backward on the same fresh random input and
-the same random output gradient.  Compared, in total: the output, the
-gradient of the input and of every parameter; per layer (pycnn._layers):
-its output and the gradient of its output, matched by name through hooks.
+keeps its own); both run forward and backward on the same fresh random
+input and the same random output gradient.  Compared, in total: the output,
+the gradient of the input and of every parameter; per layer (pycnn._layers):
+its output and the gradient of its output, matched by name through hooks;
+and in float32, each layer on pycnn's kernels alone, on the reference's own
+input and output gradient (see MODEL_TOLERANCES for why).
 
 Both models run in train mode, so batch norm normalises with the batch's
 statistics and its backward is checked too, with dropout switched off (its
@@ -35,7 +37,7 @@ import torch.nn.functional as TF
 
 from . import functional as F
 from ._callable_module import make_callable
-from ._layers import named_layers
+from ._layers import named_layers, runs_on_pycnn
 
 # Largest allowed relative difference, |pycnn - torch| / max|torch|, per dtype.
 # float32 convolution sums thousands of products in a different order than
@@ -72,15 +74,16 @@ def _max_abs(t):
 
 
 def _max_abs_difference(a, b):
-    """max|a - b|, a few million elements at a time (a VGG's classifier
-    gradient has 103 M); inf when any element is NaN or infinite on either side."""
-    largest = 0.0
+    """(max|a - b|, max|b|), a few million elements at a time (a VGG's
+    classifier gradient has 103 M); max|a - b| is inf when any element is NaN
+    or infinite on either side."""
+    largest = scale = 0.0
     for x, y in zip(_chunks(a), _chunks(b)):
-        chunk = (x - y).abs().max().item()
+        chunk = (x - y).abs_().max().item()
         if chunk != chunk:  # NaN
-            return float("inf")
-        largest = max(largest, chunk)
-    return largest
+            return float("inf"), _max_abs(b)
+        largest, scale = max(largest, chunk), max(scale, y.abs().max().item())
+    return largest, scale
 
 
 def compare(case, tensor, ours, reference, tolerance, device, scale=0.0):
@@ -89,8 +92,8 @@ def compare(case, tensor, ours, reference, tolerance, device, scale=0.0):
     if ours.shape != reference.shape:
         return Difference(case, f"{tensor} shape {list(ours.shape)} != {list(reference.shape)}",
                           reference.dtype, device, float("inf"), float("inf"), tolerance)
-    max_abs = _max_abs_difference(ours, reference)
-    scale = max(_max_abs(reference), scale)
+    max_abs, own_scale = _max_abs_difference(ours, reference)
+    scale = max(own_scale, scale)
     max_rel = max_abs / scale if scale > 0 else max_abs
     return Difference(case, tensor, None, device, max_abs, max_rel, tolerance)
 
@@ -229,7 +232,8 @@ class ModelReport:
         return max(rows, key=lambda r: r.max_rel, default=None)
 
     def __str__(self):
-        return format_model_reports([self]) + "\n\n" + format_layers(self)
+        notes = "".join(f"\nnote: {note}" for note in self.notes)
+        return format_model_reports([self]) + "\n\n" + format_layers(self) + notes
 
 
 @contextlib.contextmanager
@@ -342,10 +346,6 @@ def _first_tensor(value):
     return None
 
 
-def _runs_pycnn(module):
-    return any(any(c.__module__ == "pycnn.nn" for c in type(m).__mro__) for m in module.modules())
-
-
 def _grad_output_for(output, seed):
     # Drawn in float64 and rounded, so every dtype sees the same gradient.
     generator = torch.Generator(device=output.device).manual_seed(seed)
@@ -400,16 +400,32 @@ def _layer_alone(layer, x, grad_output):
                                        for (n, p), g in zip(parameters.items(), grads[1:])}
 
 
-def _layer_scales(grads):
-    """Per module (parameter name without its last part): its largest
-    parameter gradient.  A parameter's gradient is measured against it: the
-    bias of a convolution before batch norm has a gradient that is zero but
-    for rounding, so its own scale is noise."""
+def _owner(parameter_name):
+    return parameter_name.rsplit(".", 1)[0] if "." in parameter_name else ""
+
+
+def compare_gradients(mine, theirs, label, tolerance, dtype, device, judged=True):
+    """A Difference per parameter gradient.  Each is measured against the
+    largest reference gradient among its module's parameters: the bias of a
+    convolution before batch norm has a gradient that is zero but for
+    rounding, so its own scale is noise."""
+    measured = {p: _max_abs_difference(g, theirs[p]) for p, g in mine.items()
+                if p in theirs and g.shape == theirs[p].shape}
     scales = {}
-    for name, grad in grads.items():
-        owner = name.rsplit(".", 1)[0] if "." in name else ""
-        scales[owner] = max(scales.get(owner, 0.0), _max_abs(grad))
-    return scales
+    for p, (_, own) in measured.items():
+        scales[_owner(p)] = max(scales.get(_owner(p), 0.0), own)
+    rows = []
+    for p in mine:
+        if p not in measured:
+            why = "missing in reference" if p not in theirs else \
+                f"shape {list(mine[p].shape)} != {list(theirs[p].shape)}"
+            rows.append(Difference(p, f"{label(p)} ({why})", dtype, device, float("inf"), float("inf"),
+                                   tolerance))
+            continue
+        max_abs, scale = measured[p][0], scales[_owner(p)]
+        rows.append(Difference(p, label(p), dtype, device, max_abs, max_abs / scale if scale > 0 else max_abs,
+                               tolerance, judged))
+    return rows
 
 
 def compare_models(name, ours, reference, input_shape, dtype, device, tolerance=None, seed=0,
@@ -424,7 +440,7 @@ def compare_models(name, ours, reference, input_shape, dtype, device, tolerance=
     generator = torch.Generator(device=device).manual_seed(seed)
     x = torch.randn(input_shape, generator=generator, dtype=torch.float64, device=device).to(dtype)
     ours_layers = dict(named_layers(ours))
-    pycnn_layers = {n for n, m in ours_layers.items() if _runs_pycnn(m)} if isolate else set()
+    pycnn_layers = {n for n, m in ours_layers.items() if runs_on_pycnn(m)} if isolate else set()
     timer = {"pycnn": 0.0, "torch": 0.0}
     with _exact_float32():
         clock = time.perf_counter()
@@ -444,10 +460,8 @@ def compare_models(name, ours, reference, input_shape, dtype, device, tolerance=
 
     output = diff(name, "output", mine[0], theirs[0])
     grad_input = diff(name, "grad_input", mine[1], theirs[1], chain_judged)
-    scales = _layer_scales(theirs[2])
-    parameters = [diff(p, "grad", g, theirs[2][p], chain_judged, scales[p.rsplit(".", 1)[0] if "." in p else ""])
-                  if p in theirs[2] else missing(p, "grad (missing in reference)")
-                  for p, g in mine[2].items()]
+    parameters = compare_gradients(mine[2], theirs[2], lambda p: "grad", tolerance, dtype, device,
+                                   chain_judged)
 
     layers, isolated, notes = [], [], []
     reference_layers = dict(named_layers(reference))
@@ -497,11 +511,12 @@ def _compare_alone(label, ours, reference, record, diff, tolerance, timer):
         clock = time.perf_counter()
         theirs = _layer_alone(reference, record["input"], record["grad_output"])
         timer["torch"] += time.perf_counter() - clock
-    scales = _layer_scales(theirs[2])
     rows = [diff(label, "alone: output", mine[0], theirs[0], tol=tolerance),
             diff(label, "alone: grad_input", mine[1], theirs[1], tol=tolerance)]
-    rows += [diff(label, f"alone: {p}.grad", g, theirs[2][p], True,
-                  scales[p.rsplit(".", 1)[0] if "." in p else ""], tolerance) for p, g in mine[2].items()]
+    rows += compare_gradients(mine[2], theirs[2], lambda p: f"alone: {p}.grad", tolerance, rows[0].dtype,
+                              rows[0].device)
+    for row in rows[2:]:
+        row.case = label
     return rows
 
 
@@ -692,6 +707,8 @@ def run(args):
             if args.per_layer or not r.passed:
                 print()
                 print(format_layers(r, only_failures=not args.per_layer))
+                for note in r.notes:
+                    print(f"note: {note}")
         failed = [r for r in reports if not r.passed]
         print(f"\n{len(reports) - len(failed)}/{len(reports)} model checks within tolerance")
         status |= 1 if failed else 0

@@ -6,6 +6,11 @@ import zlib
 # costs a scheduler time slice (tens of ms instead of microseconds).  Passive
 # waiting changes no result.  It must be set before torch loads libgomp.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# torch.utils.cpp_extension reads CUDA_HOME once, when first imported (by
+# whichever test comes first); without it torch guesses /usr/local and the
+# CUDA emulation tests cannot link cudart.  setup.py applies the same default.
+if "CUDA_HOME" not in os.environ and os.path.exists("/usr/local/cuda/bin/nvcc"):
+    os.environ["CUDA_HOME"] = "/usr/local/cuda"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -209,6 +209,8 @@ class ClassicLeNet5(nn.Module):
                 bound = 2.4 / fan_in
                 nn.init.uniform_(module.weight, -bound, bound)
                 nn.init.uniform_(module.bias, -bound, bound)
+            elif isinstance(module, TrainableSubsampling):
+                module.reset_parameters()
 
     def forward(self, x):
         x = self.S2(scaled_tanh(self.C1(x)))

@@ -2,8 +2,11 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <vector>
+
 #include "../../shape.h"
 #include "../pool2d.h"
+#include "pool2d_cpu.h"
 #include "strides.h"
 
 namespace pycnn {
@@ -12,9 +15,9 @@ namespace {
 constexpr const char* kForward = "pycnn.adaptive_avg_pool2d";
 constexpr const char* kBackward = "pycnn.adaptive_avg_pool2d_backward";
 
-at::Tensor adaptive_avg_pool2d_cpu(const at::Tensor& input, at::IntArrayRef output_size) {
-  const AdaptivePool2dShape s = check_adaptive_pool2d(input, output_size, kForward);
-  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+// The reference: any strides, one plane per task.
+void adaptive_avg_pool2d_strided(const at::Tensor& input, at::Tensor& output,
+                                 const AdaptivePool2dShape& s) {
   const Strides4 is(input), os(output);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), kForward, [&] {
     const scalar_t* in = input.const_data_ptr<scalar_t>();
@@ -37,14 +40,11 @@ at::Tensor adaptive_avg_pool2d_cpu(const at::Tensor& input, at::IntArrayRef outp
       }
     });
   });
-  return output;
 }
 
-at::Tensor adaptive_avg_pool2d_backward_cpu(const at::Tensor& grad_output,
-                                            at::IntArrayRef input_size) {
-  const AdaptivePool2dShape s =
-      check_adaptive_pool2d_backward(grad_output, nullptr, input_size, kBackward);
-  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+// The reference: any strides, one plane per task.
+void adaptive_avg_pool2d_backward_strided(const at::Tensor& grad_output, at::Tensor& grad_input,
+                                          const AdaptivePool2dShape& s) {
   const Strides4 gs(grad_output), is(grad_input);
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), kBackward, [&] {
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
@@ -68,6 +68,77 @@ at::Tensor adaptive_avg_pool2d_backward_cpu(const at::Tensor& grad_output,
         }
       }
     });
+  });
+}
+
+at::Tensor adaptive_avg_pool2d_cpu(const at::Tensor& input, at::IntArrayRef output_size) {
+  const AdaptivePool2dShape s = check_adaptive_pool2d(input, output_size, kForward);
+  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+  if (output.numel() == 0) return output;
+  const PoolLayout layout = pool_layout(input, s.in_h, s.in_w, s.out_h, s.out_w);
+  if (layout == PoolLayout::strided) {
+    adaptive_avg_pool2d_strided(input, output, s);
+    return output;
+  }
+  PoolParams p = adaptive_pool_params(s);
+  const int64_t taps = ((s.in_h + s.out_h - 1) / s.out_h + 1) * ((s.in_w + s.out_w - 1) / s.out_w + 1);
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), kForward, [&] {
+    const PoolKernels<scalar_t>& kernels = pool_kernels<scalar_t>(active_cpu_isa());
+    const scalar_t* in = input.const_data_ptr<scalar_t>();
+    scalar_t* out = output.data_ptr<scalar_t>();
+    if (layout == PoolLayout::nhwc) {
+      parallel_rows(s.batch * s.out_h, s.out_w * s.channels * taps, [&](int64_t begin, int64_t end) {
+        kernels.adaptive_avg_nhwc(in, out, p, begin, end);
+      });
+    } else if (as_plain_with_row_vectors(&p)) {
+      parallel_rows(s.batch * s.channels * s.out_h, s.out_w * taps, [&](int64_t begin, int64_t end) {
+        kernels.avg_nchw(in, out, p, begin, end);
+      });
+    } else {
+      parallel_rows(s.batch * s.channels, s.out_h * s.out_w * taps, [&](int64_t begin, int64_t end) {
+        std::vector<char> scratch(plane_group_scratch(p, sizeof(scalar_t)));
+        kernels.adaptive_avg_nchw(in, out, p, begin, end, scratch.empty() ? nullptr : scratch.data());
+      });
+    }
+  });
+  return output;
+}
+
+at::Tensor adaptive_avg_pool2d_backward_cpu(const at::Tensor& grad_output,
+                                            at::IntArrayRef input_size) {
+  const AdaptivePool2dShape s =
+      check_adaptive_pool2d_backward(grad_output, nullptr, input_size, kBackward);
+  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+  if (grad_input.numel() == 0) return grad_input;
+  const PoolLayout layout = pool_layout(grad_input, s.in_h, s.in_w, s.out_h, s.out_w);
+  if (layout == PoolLayout::strided) {
+    adaptive_avg_pool2d_backward_strided(grad_output, grad_input, s);
+    return grad_input;
+  }
+  const bool nhwc = layout == PoolLayout::nhwc;
+  const at::Tensor go = grad_output.contiguous(nhwc ? at::MemoryFormat::ChannelsLast
+                                                    : at::MemoryFormat::Contiguous);
+  PoolParams p = adaptive_pool_params(s);
+  const int64_t rows = (nhwc ? s.batch : s.batch * s.channels) * s.in_h;
+  const int64_t work = 2 * s.in_w * (nhwc ? s.channels : 1);
+  AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), kBackward, [&] {
+    const PoolKernels<scalar_t>& kernels = pool_kernels<scalar_t>(active_cpu_isa());
+    const scalar_t* g = go.const_data_ptr<scalar_t>();
+    scalar_t* gi = grad_input.data_ptr<scalar_t>();
+    if (nhwc) {
+      parallel_rows(rows, work, [&](int64_t begin, int64_t end) {
+        kernels.adaptive_avg_backward_nhwc(g, gi, p, begin, end);
+      });
+    } else if (as_plain_with_row_vectors(&p)) {
+      parallel_rows(rows, work, [&](int64_t begin, int64_t end) {
+        std::vector<scalar_t> shares(s.out_w);
+        kernels.avg_backward_nchw(g, gi, p, begin, end, shares.data());
+      });
+    } else {
+      parallel_rows(rows, work, [&](int64_t begin, int64_t end) {
+        kernels.adaptive_avg_backward_nchw(g, gi, p, begin, end);
+      });
+    }
   });
   return grad_input;
 }

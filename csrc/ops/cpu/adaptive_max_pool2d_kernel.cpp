@@ -2,11 +2,14 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <vector>
+
 #include <cmath>
 #include <limits>
 
 #include "../../shape.h"
 #include "../pool2d.h"
+#include "pool2d_cpu.h"
 #include "strides.h"
 
 namespace pycnn {
@@ -15,11 +18,9 @@ namespace {
 constexpr const char* kForward = "pycnn.adaptive_max_pool2d";
 constexpr const char* kBackward = "pycnn.adaptive_max_pool2d_backward";
 
-std::tuple<at::Tensor, at::Tensor> adaptive_max_pool2d_cpu(const at::Tensor& input,
-                                                           at::IntArrayRef output_size) {
-  const AdaptivePool2dShape s = check_adaptive_pool2d(input, output_size, kForward);
-  at::Tensor output = empty_in_layout_of(s.output_size(), input);
-  at::Tensor indices = empty_in_layout_of(s.output_size(), input, at::kLong);
+// The reference: any strides, one plane per task.
+void adaptive_max_pool2d_strided(const at::Tensor& input, at::Tensor& output,
+                                 at::Tensor& indices, const AdaptivePool2dShape& s) {
   const Strides4 is(input), os(output);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), kForward, [&] {
     const scalar_t* in = input.const_data_ptr<scalar_t>();
@@ -52,15 +53,12 @@ std::tuple<at::Tensor, at::Tensor> adaptive_max_pool2d_cpu(const at::Tensor& inp
       }
     });
   });
-  return {output, indices};
 }
 
-at::Tensor adaptive_max_pool2d_backward_cpu(const at::Tensor& grad_output,
-                                            const at::Tensor& indices,
-                                            at::IntArrayRef input_size) {
-  const AdaptivePool2dShape s =
-      check_adaptive_pool2d_backward(grad_output, &indices, input_size, kBackward);
-  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+// The reference: any strides, one plane per task; reports indices outside the plane.
+void adaptive_max_pool2d_backward_strided(const at::Tensor& grad_output,
+                                          const at::Tensor& indices, at::Tensor& grad_input,
+                                          const AdaptivePool2dShape& s) {
   const Strides4 gs(grad_output), xs(indices), is(grad_input);
   const int64_t plane = s.in_h * s.in_w;
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), kBackward, [&] {
@@ -85,6 +83,60 @@ at::Tensor adaptive_max_pool2d_backward_cpu(const at::Tensor& grad_output,
       }
     });
   });
+}
+
+std::tuple<at::Tensor, at::Tensor> adaptive_max_pool2d_cpu(const at::Tensor& input,
+                                                           at::IntArrayRef output_size) {
+  const AdaptivePool2dShape s = check_adaptive_pool2d(input, output_size, kForward);
+  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+  at::Tensor indices = empty_in_layout_of(s.output_size(), input, at::kLong);
+  if (output.numel() == 0) return {output, indices};
+  const PoolLayout layout = pool_layout(input, s.in_h, s.in_w, s.out_h, s.out_w);
+  if (layout == PoolLayout::strided) {
+    adaptive_max_pool2d_strided(input, output, indices, s);
+    return {output, indices};
+  }
+  PoolParams p = adaptive_pool_params(s);
+  const int64_t taps = ((s.in_h + s.out_h - 1) / s.out_h + 1) * ((s.in_w + s.out_w - 1) / s.out_w + 1);
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), kForward, [&] {
+    const PoolKernels<scalar_t>& kernels = pool_kernels<scalar_t>(active_cpu_isa());
+    const scalar_t* in = input.const_data_ptr<scalar_t>();
+    scalar_t* out = output.data_ptr<scalar_t>();
+    int64_t* idx = indices.data_ptr<int64_t>();
+    if (layout == PoolLayout::nhwc) {
+      parallel_rows(s.batch * s.out_h, s.out_w * s.channels * taps, [&](int64_t begin, int64_t end) {
+        kernels.adaptive_max_nhwc(in, out, idx, p, begin, end);
+      });
+    } else if (as_plain_with_row_vectors(&p)) {
+      parallel_rows(s.batch * s.channels * s.out_h, s.out_w * taps, [&](int64_t begin, int64_t end) {
+        kernels.max_nchw(in, out, idx, p, begin, end);
+      });
+    } else {
+      parallel_rows(s.batch * s.channels, s.out_h * s.out_w * taps, [&](int64_t begin, int64_t end) {
+        std::vector<char> scratch(plane_group_scratch(p, sizeof(scalar_t)));
+        kernels.adaptive_max_nchw(in, out, idx, p, begin, end,
+                                  scratch.empty() ? nullptr : scratch.data());
+      });
+    }
+  });
+  return {output, indices};
+}
+
+at::Tensor adaptive_max_pool2d_backward_cpu(const at::Tensor& grad_output,
+                                            const at::Tensor& indices,
+                                            at::IntArrayRef input_size) {
+  const AdaptivePool2dShape s =
+      check_adaptive_pool2d_backward(grad_output, &indices, input_size, kBackward);
+  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+  if (grad_input.numel() == 0) return grad_input;
+  const PoolLayout layout = pool_layout(grad_input, s.in_h, s.in_w, s.out_h, s.out_w);
+  PoolParams p = adaptive_pool_params(s);
+  const bool ok = layout != PoolLayout::strided &&
+                  (adaptive_as_plain(&p) && prefer_gather(layout, p)
+                       ? max_pool_backward_gather(grad_output, indices, grad_input, layout, p)
+                       : max_pool_backward_scatter(grad_output, indices, grad_input, layout, p,
+                                                   adaptive_row_bands(s)));
+  if (!ok) adaptive_max_pool2d_backward_strided(grad_output, indices, grad_input, s);
   return grad_input;
 }
 

@@ -2,28 +2,24 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <vector>
+
 #include "../../shape.h"
 #include "../pool2d.h"
+#include "pool2d_cpu.h"
 #include "strides.h"
 
 namespace pycnn {
 namespace {
 
-// torch's divisor: the override if given, else the window's area counting
-// padding (count_include_pad) or only the input elements it covers.
-inline int64_t avg_divisor(const AvgWindow& wh, const AvgWindow& ww, bool count_include_pad,
-                           std::optional<int64_t> divisor_override) {
-  if (divisor_override.has_value()) return *divisor_override;
-  if (count_include_pad) return wh.padded_len * ww.padded_len;
-  return (wh.end - wh.begin) * (ww.end - ww.begin);
+int64_t divisor_of(const AvgWindow& wh, const AvgWindow& ww, bool count_include_pad,
+                   std::optional<int64_t> divisor_override) {
+  return avg_pool_divisor(wh, ww, count_include_pad, divisor_override.value_or(0));
 }
 
-at::Tensor avg_pool2d_cpu(const at::Tensor& input, at::IntArrayRef kernel_size,
-                          at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode,
-                          bool count_include_pad, std::optional<int64_t> divisor_override) {
-  const Pool2dShape s =
-      check_avg_pool2d(input, kernel_size, stride, padding, ceil_mode, divisor_override);
-  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+// The reference: any strides, one plane per task.
+void avg_pool2d_strided(const at::Tensor& input, at::Tensor& output, const Pool2dShape& s,
+                        bool count_include_pad, std::optional<int64_t> divisor_override) {
   const Strides4 is(input), os(output);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "pycnn.avg_pool2d", [&] {
     const scalar_t* in = input.const_data_ptr<scalar_t>();
@@ -40,23 +36,19 @@ at::Tensor avg_pool2d_cpu(const at::Tensor& input, at::IntArrayRef kernel_size,
             scalar_t sum = 0;
             for (int64_t ih = wh.begin; ih < wh.end; ++ih)
               for (int64_t iw = ww.begin; iw < ww.end; ++iw) sum += ip[ih * is.h + iw * is.w];
-            const int64_t divisor = avg_divisor(wh, ww, count_include_pad, divisor_override);
+            const int64_t divisor = divisor_of(wh, ww, count_include_pad, divisor_override);
             op[oh * os.h + ow * os.w] = divisor == 0 ? sum : sum / static_cast<scalar_t>(divisor);
           }
         }
       }
     });
   });
-  return output;
 }
 
-at::Tensor avg_pool2d_backward_cpu(const at::Tensor& grad_output, at::IntArrayRef input_size,
-                                   at::IntArrayRef kernel_size, at::IntArrayRef stride,
-                                   at::IntArrayRef padding, bool ceil_mode,
-                                   bool count_include_pad, std::optional<int64_t> divisor_override) {
-  const Pool2dShape s = check_avg_pool2d_backward(grad_output, input_size, kernel_size, stride,
-                                                  padding, ceil_mode, divisor_override);
-  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+// The reference: any strides, one plane per task.
+void avg_pool2d_backward_strided(const at::Tensor& grad_output, at::Tensor& grad_input,
+                                 const Pool2dShape& s, bool count_include_pad,
+                                 std::optional<int64_t> divisor_override) {
   const Strides4 gs(grad_output), is(grad_input);
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "pycnn.avg_pool2d_backward", [&] {
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
@@ -72,13 +64,73 @@ at::Tensor avg_pool2d_backward_cpu(const at::Tensor& grad_output, at::IntArrayRe
           const AvgWindow wh = avg_pool_window(oh, s.in_h, s.kernel_h, s.stride_h, s.pad_h);
           for (int64_t ow = 0; ow < s.out_w; ++ow) {
             const AvgWindow ww = avg_pool_window(ow, s.in_w, s.kernel_w, s.stride_w, s.pad_w);
-            const int64_t divisor = avg_divisor(wh, ww, count_include_pad, divisor_override);
+            const int64_t divisor = divisor_of(wh, ww, count_include_pad, divisor_override);
             const scalar_t g = gop[oh * gs.h + ow * gs.w];
             const scalar_t share = divisor == 0 ? g : g / static_cast<scalar_t>(divisor);
             for (int64_t ih = wh.begin; ih < wh.end; ++ih)
               for (int64_t iw = ww.begin; iw < ww.end; ++iw) gip[ih * is.h + iw * is.w] += share;
           }
         }
+      }
+    });
+  });
+}
+
+at::Tensor avg_pool2d_cpu(const at::Tensor& input, at::IntArrayRef kernel_size,
+                          at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode,
+                          bool count_include_pad, std::optional<int64_t> divisor_override) {
+  const Pool2dShape s =
+      check_avg_pool2d(input, kernel_size, stride, padding, ceil_mode, divisor_override);
+  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+  const PoolLayout layout = pool_layout(input, s.in_h, s.in_w, s.out_h, s.out_w);
+  if (layout == PoolLayout::strided) {
+    avg_pool2d_strided(input, output, s, count_include_pad, divisor_override);
+    return output;
+  }
+  const PoolParams p = pool_params(s, count_include_pad, divisor_override);
+  const bool nhwc = layout == PoolLayout::nhwc;
+  const int64_t rows = (nhwc ? s.batch : s.batch * s.channels) * s.out_h;
+  const int64_t work = s.out_w * (nhwc ? s.channels : 1) * s.kernel_h * s.kernel_w;
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "pycnn.avg_pool2d", [&] {
+    const PoolKernels<scalar_t>& kernels = pool_kernels<scalar_t>(active_cpu_isa());
+    const auto kernel = nhwc ? kernels.avg_nhwc : kernels.avg_nchw;
+    const scalar_t* in = input.const_data_ptr<scalar_t>();
+    scalar_t* out = output.data_ptr<scalar_t>();
+    parallel_rows(rows, work, [&](int64_t begin, int64_t end) { kernel(in, out, p, begin, end); });
+  });
+  return output;
+}
+
+at::Tensor avg_pool2d_backward_cpu(const at::Tensor& grad_output, at::IntArrayRef input_size,
+                                   at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                                   at::IntArrayRef padding, bool ceil_mode,
+                                   bool count_include_pad, std::optional<int64_t> divisor_override) {
+  const Pool2dShape s = check_avg_pool2d_backward(grad_output, input_size, kernel_size, stride,
+                                                  padding, ceil_mode, divisor_override);
+  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+  const PoolLayout layout = pool_layout(grad_input, s.in_h, s.in_w, s.out_h, s.out_w);
+  if (layout == PoolLayout::strided) {
+    avg_pool2d_backward_strided(grad_output, grad_input, s, count_include_pad, divisor_override);
+    return grad_input;
+  }
+  const bool nhwc = layout == PoolLayout::nhwc;
+  const at::Tensor go = grad_output.contiguous(nhwc ? at::MemoryFormat::ChannelsLast
+                                                    : at::MemoryFormat::Contiguous);
+  const PoolParams p = pool_params(s, count_include_pad, divisor_override);
+  const int64_t rows = (nhwc ? s.batch : s.batch * s.channels) * s.in_h;
+  // Per input row: writing it, plus each element's share of covering windows.
+  const int64_t work = s.in_w * (nhwc ? s.channels : 1) *
+                       (1 + s.kernel_h * s.kernel_w / (s.stride_h * s.stride_w));
+  AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "pycnn.avg_pool2d_backward", [&] {
+    const PoolKernels<scalar_t>& kernels = pool_kernels<scalar_t>(active_cpu_isa());
+    const scalar_t* g = go.const_data_ptr<scalar_t>();
+    scalar_t* gi = grad_input.data_ptr<scalar_t>();
+    parallel_rows(rows, work, [&](int64_t begin, int64_t end) {
+      if (nhwc) {
+        kernels.avg_backward_nhwc(g, gi, p, begin, end);
+      } else {
+        std::vector<scalar_t> shares(s.out_w);
+        kernels.avg_backward_nchw(g, gi, p, begin, end, shares.data());
       }
     });
   });

@@ -7,6 +7,7 @@
 
 #include "../../shape.h"
 #include "../pool2d.h"
+#include "pool2d_cpu.h"
 #include "strides.h"
 
 namespace pycnn {
@@ -42,13 +43,9 @@ void max_pool_plane(const scalar_t* in, Strides4 is, scalar_t* out, int64_t* idx
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> max_pool2d_cpu(const at::Tensor& input,
-                                                  at::IntArrayRef kernel_size,
-                                                  at::IntArrayRef stride, at::IntArrayRef padding,
-                                                  at::IntArrayRef dilation, bool ceil_mode) {
-  const Pool2dShape s = check_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode);
-  at::Tensor output = empty_in_layout_of(s.output_size(), input);
-  at::Tensor indices = empty_in_layout_of(s.output_size(), input, at::kLong);
+// The reference: any strides, one plane per task.
+void max_pool2d_strided(const at::Tensor& input, at::Tensor& output, at::Tensor& indices,
+                        const Pool2dShape& s) {
   const Strides4 is(input), os(output);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "pycnn.max_pool2d", [&] {
     const scalar_t* in = input.const_data_ptr<scalar_t>();
@@ -62,16 +59,46 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_cpu(const at::Tensor& input,
       }
     });
   });
+}
+
+std::tuple<at::Tensor, at::Tensor> max_pool2d_cpu(const at::Tensor& input,
+                                                  at::IntArrayRef kernel_size,
+                                                  at::IntArrayRef stride, at::IntArrayRef padding,
+                                                  at::IntArrayRef dilation, bool ceil_mode) {
+  const Pool2dShape s = check_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode);
+  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+  at::Tensor indices = empty_in_layout_of(s.output_size(), input, at::kLong);
+  const PoolLayout layout = pool_layout(input, s.in_h, s.in_w, s.out_h, s.out_w);
+  if (layout == PoolLayout::strided) {
+    max_pool2d_strided(input, output, indices, s);
+    return {output, indices};
+  }
+  const PoolParams p = pool_params(s);
+  const bool nhwc = layout == PoolLayout::nhwc;
+  const int64_t rows = (nhwc ? s.batch : s.batch * s.channels) * s.out_h;
+  const int64_t work = s.out_w * (nhwc ? s.channels : 1) * s.kernel_h * s.kernel_w;
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "pycnn.max_pool2d", [&] {
+    const PoolKernels<scalar_t>& kernels = pool_kernels<scalar_t>(active_cpu_isa());
+    const auto kernel = nhwc ? kernels.max_nhwc : kernels.max_nchw;
+    const scalar_t* in = input.const_data_ptr<scalar_t>();
+    scalar_t* out = output.data_ptr<scalar_t>();
+    int64_t* idx = indices.data_ptr<int64_t>();
+    parallel_rows(rows, work, [&](int64_t begin, int64_t end) {
+      kernel(in, out, idx, p, begin, end);
+    });
+  });
   return {output, indices};
 }
 
-at::Tensor max_pool2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indices,
-                                   at::IntArrayRef input_size, at::IntArrayRef kernel_size,
-                                   at::IntArrayRef stride, at::IntArrayRef padding,
-                                   at::IntArrayRef dilation, bool ceil_mode) {
-  const Pool2dShape s = check_max_pool2d_backward(grad_output, indices, input_size, kernel_size,
-                                                  stride, padding, dilation, ceil_mode);
-  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+bool has_valid_tap(const Pool2dShape& s, int64_t oh, int64_t ow) {
+  const TapRange th = valid_taps(oh * s.stride_h - s.pad_h, s.in_h, s.kernel_h, s.dilation_h);
+  const TapRange tw = valid_taps(ow * s.stride_w - s.pad_w, s.in_w, s.kernel_w, s.dilation_w);
+  return th.first < th.last && tw.first < tw.last;
+}
+
+// The reference: any strides, one plane per task; reports indices outside the plane.
+void max_pool2d_backward_strided(const at::Tensor& grad_output, const at::Tensor& indices,
+                                 at::Tensor& grad_input, const Pool2dShape& s) {
   const Strides4 gs(grad_output), xs(indices), is(grad_input);
   const int64_t plane = s.in_h * s.in_w;
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "pycnn.max_pool2d_backward", [&] {
@@ -91,14 +118,40 @@ at::Tensor max_pool2d_backward_cpu(const at::Tensor& grad_output, const at::Tens
         for (int64_t oh = 0; oh < s.out_h; ++oh) {
           for (int64_t ow = 0; ow < s.out_w; ++ow) {
             const int64_t target = ip[oh * xs.h + ow * xs.w];
-            TORCH_CHECK(target >= 0 && target < plane, "pycnn.max_pool2d_backward: index ",
-                        target, " is outside the input plane of ", s.in_h, " x ", s.in_w);
+            if (target < 0 || target >= plane) {
+              // A window with no valid tap (possible with dilation) gets the
+              // forward's index of its first tap, which may lie past the
+              // plane; its output depends on no input.  Any other index
+              // outside the plane is an error.
+              TORCH_CHECK(!has_valid_tap(s, oh, ow), "pycnn.max_pool2d_backward: index ", target,
+                          " is outside the input plane of ", s.in_h, " x ", s.in_w);
+              continue;
+            }
             gplane[(target / s.in_w) * is.h + (target % s.in_w) * is.w] += gop[oh * gs.h + ow * gs.w];
           }
         }
       }
     });
   });
+}
+
+at::Tensor max_pool2d_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indices,
+                                   at::IntArrayRef input_size, at::IntArrayRef kernel_size,
+                                   at::IntArrayRef stride, at::IntArrayRef padding,
+                                   at::IntArrayRef dilation, bool ceil_mode) {
+  const Pool2dShape s = check_max_pool2d_backward(grad_output, indices, input_size, kernel_size,
+                                                  stride, padding, dilation, ceil_mode);
+  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+  const PoolLayout layout = pool_layout(grad_input, s.in_h, s.in_w, s.out_h, s.out_w);
+  const PoolParams p = pool_params(s);
+  const bool ok =
+      layout != PoolLayout::strided &&
+      (prefer_gather(layout, p)
+           ? max_pool_backward_gather(grad_output, indices, grad_input, layout, p)
+           : max_pool_backward_scatter(grad_output, indices, grad_input, layout, p,
+                                       max_pool_row_bands(s)));
+  if (!ok)
+    max_pool2d_backward_strided(grad_output, indices, grad_input, s);
   return grad_input;
 }
 

@@ -1,0 +1,253 @@
+#include "pool2d_cpu.h"
+
+#include <ATen/Dispatch.h>
+
+#include <atomic>
+
+#include "../../shape.h"
+
+namespace pycnn {
+
+template <>
+const PoolKernels<float>& pool_kernels<float>(CpuIsa isa) {
+#if defined(__x86_64__)
+  if (isa == CpuIsa::avx512) return pool_kernels_avx512_f32;
+  if (isa == CpuIsa::avx2) return pool_kernels_avx2_f32;
+#endif
+  return pool_kernels_generic_f32;
+}
+
+template <>
+const PoolKernels<double>& pool_kernels<double>(CpuIsa isa) {
+#if defined(__x86_64__)
+  if (isa == CpuIsa::avx512) return pool_kernels_avx512_f64;
+  if (isa == CpuIsa::avx2) return pool_kernels_avx2_f64;
+#endif
+  return pool_kernels_generic_f64;
+}
+
+PoolLayout pool_layout(const at::Tensor& t, int64_t in_h, int64_t in_w, int64_t out_h,
+                       int64_t out_w) {
+  // Flat indices within a plane are int32 in the float kernels.
+  constexpr int64_t kMaxPlane = int64_t{1} << 31;
+  if (in_h * in_w >= kMaxPlane || out_h * out_w >= kMaxPlane) return PoolLayout::strided;
+  if (t.is_contiguous()) return PoolLayout::nchw;
+  if (is_channels_last(t)) return PoolLayout::nhwc;
+  return PoolLayout::strided;
+}
+
+PoolParams pool_params(const Pool2dShape& s, bool count_include_pad,
+                       std::optional<int64_t> divisor_override) {
+  PoolParams p{};
+  p.batch = s.batch;
+  p.channels = s.channels;
+  p.in_h = s.in_h;
+  p.in_w = s.in_w;
+  p.out_h = s.out_h;
+  p.out_w = s.out_w;
+  p.kernel_h = s.kernel_h;
+  p.kernel_w = s.kernel_w;
+  p.stride_h = s.stride_h;
+  p.stride_w = s.stride_w;
+  p.pad_h = s.pad_h;
+  p.pad_w = s.pad_w;
+  p.dilation_h = s.dilation_h;
+  p.dilation_w = s.dilation_w;
+  p.count_include_pad = count_include_pad;
+  p.divisor_override = divisor_override.value_or(0);
+  return p;
+}
+
+PoolParams adaptive_pool_params(const AdaptivePool2dShape& s) {
+  PoolParams p{};
+  p.batch = s.batch;
+  p.channels = s.channels;
+  p.in_h = s.in_h;
+  p.in_w = s.in_w;
+  p.out_h = s.out_h;
+  p.out_w = s.out_w;
+  p.dilation_h = p.dilation_w = 1;
+  p.count_include_pad = true;
+  return p;
+}
+
+bool adaptive_as_plain(PoolParams* p) {
+  if (p->out_h <= 0 || p->out_w <= 0 || p->in_h % p->out_h != 0 || p->in_w % p->out_w != 0)
+    return false;
+  p->kernel_h = p->stride_h = p->in_h / p->out_h;
+  p->kernel_w = p->stride_w = p->in_w / p->out_w;
+  p->pad_h = p->pad_w = 0;
+  p->dilation_h = p->dilation_w = 1;
+  p->count_include_pad = true;
+  p->divisor_override = 0;
+  return true;
+}
+
+bool as_plain_with_row_vectors(PoolParams* p) {
+  PoolParams plain = *p;
+  if (!adaptive_as_plain(&plain) || plain.stride_w > 2) return false;
+  *p = plain;
+  return true;
+}
+
+int64_t plane_group_scratch_bytes(const PoolParams& p, int64_t element_size) {
+  // As adaptive_*_nchw lay it out: 16 lanes of input, output and indices
+  // (indices as wide as the elements).
+  constexpr int64_t kMaxLanes = 16;
+  return kMaxLanes * (p.in_h * p.in_w + 2 * p.out_h * p.out_w) * element_size;
+}
+
+int64_t plane_group_scratch(const PoolParams& p, int64_t element_size) {
+  constexpr int64_t kMaxScratch = int64_t{8} << 20;
+  const int64_t bytes = plane_group_scratch_bytes(p, element_size);
+  return bytes <= kMaxScratch ? bytes : 0;
+}
+
+bool prefer_gather(PoolLayout layout, const PoolParams& p) {
+  const bool no_overlap = max_covering_outputs(p.kernel_h, p.stride_h, p.dilation_h) == 1 &&
+                          max_covering_outputs(p.kernel_w, p.stride_w, p.dilation_w) == 1;
+  // The nchw gather's fixed cost per input row outweighs its savings on
+  // rows shorter than this.
+  constexpr int64_t kMinRow = 32;
+  if (layout == PoolLayout::nchw)
+    return no_overlap && p.kernel_w == 2 && p.stride_w == 2 && p.dilation_w == 1 &&
+           p.in_w >= kMinRow;
+  constexpr int64_t kMinChannels = 32;
+  return layout == PoolLayout::nhwc && no_overlap && p.channels >= kMinChannels;
+}
+
+bool max_pool_backward_gather(const at::Tensor& grad_output, const at::Tensor& indices,
+                              at::Tensor& grad_input, PoolLayout layout, const PoolParams& p) {
+  const bool nhwc = layout == PoolLayout::nhwc;
+  const auto format = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  const at::Tensor go = grad_output.contiguous(format);
+  const at::Tensor ix = indices.contiguous(format);
+  const int64_t rows = (nhwc ? p.batch : p.batch * p.channels) * p.in_h;
+  const int64_t covering = max_covering_outputs(p.kernel_h, p.stride_h, p.dilation_h) *
+                           max_covering_outputs(p.kernel_w, p.stride_w, p.dilation_w);
+  const int64_t work = p.in_w * (nhwc ? p.channels : 1) * (1 + covering);
+  std::atomic<int64_t> matches{0};
+  AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "pycnn.max_pool2d_backward", [&] {
+    const PoolKernels<scalar_t>& kernels = pool_kernels<scalar_t>(active_cpu_isa());
+    const scalar_t* g = go.const_data_ptr<scalar_t>();
+    const int64_t* i = ix.const_data_ptr<int64_t>();
+    scalar_t* gi = grad_input.data_ptr<scalar_t>();
+    parallel_rows(rows, work, [&](int64_t begin, int64_t end) {
+      int64_t found = 0;
+      if (nhwc) {
+        kernels.max_backward_nhwc(g, i, gi, p, begin, end, &found);
+      } else {
+        kernels.max_backward_nchw(g, i, gi, p, begin, end, &found);
+      }
+      matches.fetch_add(found, std::memory_order_relaxed);
+    });
+  });
+  return matches.load() == p.batch * p.channels * p.out_h * p.out_w;
+}
+
+RowBands max_pool_row_bands(const Pool2dShape& s) {
+  RowBands bands{std::vector<int64_t>(s.out_h), std::vector<int64_t>(s.out_h)};
+  for (int64_t oh = 0; oh < s.out_h; ++oh) {
+    const int64_t h0 = oh * s.stride_h - s.pad_h;
+    const TapRange taps = valid_taps(h0, s.in_h, s.kernel_h, s.dilation_h);
+    bands.lo[oh] = h0 + taps.first * s.dilation_h;
+    bands.hi[oh] = taps.last > taps.first ? h0 + (taps.last - 1) * s.dilation_h + 1 : bands.lo[oh];
+  }
+  return bands;
+}
+
+RowBands adaptive_row_bands(const AdaptivePool2dShape& s) {
+  RowBands bands{std::vector<int64_t>(s.out_h), std::vector<int64_t>(s.out_h)};
+  for (int64_t oh = 0; oh < s.out_h; ++oh) {
+    bands.lo[oh] = adaptive_start(oh, s.out_h, s.in_h);
+    bands.hi[oh] = adaptive_end(oh, s.out_h, s.in_h);
+  }
+  return bands;
+}
+
+namespace {
+
+// Input rows [begin, end) of the images (nchw: planes; nhwc: images with
+// `channels` interleaved): zero them, then add every gradient whose index
+// lands in them, visiting only the output rows whose windows reach them.
+template <typename T, bool kChannelsLast>
+bool scatter_rows(const T* grad_out, const int64_t* indices, T* grad_in, const PoolParams& p,
+                  const RowBands& bands, int64_t begin, int64_t end) {
+  const int64_t c = kChannelsLast ? p.channels : 1;
+  const int64_t in_image = p.in_h * p.in_w * c, out_image = p.out_h * p.out_w * c;
+  bool ok = true;
+  // The chunk's rows are contiguous across images: one fill zeroes them all.
+  std::fill(grad_in + begin * p.in_w * c, grad_in + end * p.in_w * c, T(0));
+  for (int64_t r = begin; r < end;) {
+    const int64_t image = r / p.in_h, a = r % p.in_h, b = std::min(p.in_h, a + (end - r));
+    r += b - a;
+    T* g = grad_in + image * in_image;
+    const int64_t lo = a * p.in_w, hi = b * p.in_w;
+    const T* go = grad_out + image * out_image;
+    const int64_t* ix = indices + image * out_image;
+    if (a == 0 && b == p.in_h) {
+      // The whole image: any index inside it is fine, in any window.
+      for (int64_t o = 0; o < out_image; o += c) {
+        for (int64_t ch = 0; ch < c; ++ch) {
+          const int64_t target = ix[o + ch];
+          if (static_cast<uint64_t>(target) >= static_cast<uint64_t>(hi)) {
+            ok = false;
+            continue;
+          }
+          g[target * c + ch] += go[o + ch];
+        }
+      }
+      continue;
+    }
+    // Part of the image: only the output rows whose windows reach it, and
+    // only their indices that land in it (the other parts take the rest).
+    for (int64_t oh = 0; oh < p.out_h; ++oh) {
+      if (bands.hi[oh] <= a || bands.lo[oh] >= b) continue;
+      const int64_t band_lo = bands.lo[oh] * p.in_w, band_hi = bands.hi[oh] * p.in_w;
+      const int64_t row = oh * p.out_w * c;
+      for (int64_t ow = 0; ow < p.out_w; ++ow) {
+        for (int64_t ch = 0; ch < c; ++ch) {
+          const int64_t o = row + ow * c + ch;
+          const int64_t target = ix[o];
+          if (target < band_lo || target >= band_hi) {
+            ok = false;
+          } else if (target >= lo && target < hi) {
+            g[target * c + ch] += go[o];
+          }
+        }
+      }
+    }
+  }
+  return ok;
+}
+
+}  // namespace
+
+bool max_pool_backward_scatter(const at::Tensor& grad_output, const at::Tensor& indices,
+                               at::Tensor& grad_input, PoolLayout layout, const PoolParams& p,
+                               const RowBands& bands) {
+  const auto format =
+      layout == PoolLayout::nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  const at::Tensor go = grad_output.contiguous(format);
+  const at::Tensor ix = indices.contiguous(format);
+  const int64_t images = layout == PoolLayout::nhwc ? p.batch : p.batch * p.channels;
+  const int64_t per_pixel = layout == PoolLayout::nhwc ? p.channels : 1;
+  // Work per input row: zeroing it, plus about its share of the outputs.
+  const int64_t work = per_pixel * (p.in_w + (p.out_h * p.out_w + p.in_h - 1) / p.in_h);
+  std::atomic<bool> ok{true};
+  AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "pycnn.max_pool_backward", [&] {
+    const scalar_t* g = go.const_data_ptr<scalar_t>();
+    const int64_t* i = ix.const_data_ptr<int64_t>();
+    scalar_t* gi = grad_input.data_ptr<scalar_t>();
+    parallel_rows(images * p.in_h, work, [&](int64_t begin, int64_t end) {
+      const bool chunk_ok =
+          layout == PoolLayout::nhwc
+              ? scatter_rows<scalar_t, true>(g, i, gi, p, bands, begin, end)
+              : scatter_rows<scalar_t, false>(g, i, gi, p, bands, begin, end);
+      if (!chunk_ok) ok.store(false, std::memory_order_relaxed);
+    });
+  });
+  return ok.load();
+}
+
+}  // namespace pycnn
