@@ -27,7 +27,12 @@ inline PoolPlan plan_pool(const at::Tensor& written, std::initializer_list<const
   PoolPlan plan{false, false, 1};
   const at::ScalarType dtype = written.scalar_type();
   if (dtype != at::kFloat && dtype != at::kHalf && dtype != at::kBFloat16) return plan;
-  plan.channels_last = is_channels_last(written);
+  // The layout is read off the tensor with the most elements: a 1x1 output
+  // (a global pool) is dense in both layouts and addressed alike in both.
+  const at::Tensor* widest = &written;
+  for (const at::Tensor* t : all)
+    if (t->numel() > widest->numel()) widest = t;
+  plan.channels_last = is_channels_last(*widest);
   const auto format = plan.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   bool aligned = true;
   for (const at::Tensor* t : all) {
