@@ -5,9 +5,12 @@
 #include <Python.h>
 #include <torch/version.h>
 
+#include <cstring>
+
 #include "bench/fma_peak.h"
 #include "ops/common.h"
 #include "ops/cpu/cpu_features.h"
+#include "ops/settings.h"
 
 namespace {
 
@@ -38,6 +41,79 @@ PyObject* set_poison_outputs(PyObject*, PyObject* arg) {
   Py_RETURN_NONE;
 }
 
+// None: follow torch's cuDNN setting; True / False: pycnn's own.
+PyObject* set_tf32(PyObject*, PyObject* arg) {
+  if (arg == Py_None) {
+    pycnn::set_tf32_mode(pycnn::kTf32FollowTorch);
+    Py_RETURN_NONE;
+  }
+  if (!PyBool_Check(arg)) {
+    PyErr_Format(PyExc_TypeError, "set_tf32: enabled must be None, True or False, got %R", arg);
+    return nullptr;
+  }
+  pycnn::set_tf32_mode(arg == Py_True ? pycnn::kTf32On : pycnn::kTf32Off);
+  Py_RETURN_NONE;
+}
+
+PyObject* tf32_mode(PyObject*, PyObject*) {
+  switch (pycnn::tf32_mode()) {
+    case pycnn::kTf32On:
+      Py_RETURN_TRUE;
+    case pycnn::kTf32Off:
+      Py_RETURN_FALSE;
+    default:
+      Py_RETURN_NONE;
+  }
+}
+
+PyObject* tf32_enabled(PyObject*, PyObject*) {
+  if (pycnn::tf32_enabled()) Py_RETURN_TRUE;
+  Py_RETURN_FALSE;
+}
+
+// Looks a name up in a list; -1 when absent.
+int index_of(const char* name, const char* const* names, int count) {
+  for (int i = 0; i < count; ++i)
+    if (std::strcmp(name, names[i]) == 0) return i;
+  return -1;
+}
+
+const char* const kKernels[] = {"auto", "reference"};
+const char* const kConvTiles[] = {"auto", "128x128", "128x64", "64x64"};
+
+PyObject* set_cuda_kernels(PyObject*, PyObject* arg) {
+  const char* name = PyUnicode_AsUTF8(arg);
+  if (name == nullptr) return nullptr;
+  const int kernels = index_of(name, kKernels, 2);
+  if (kernels < 0) {
+    PyErr_Format(PyExc_ValueError, "set_cuda_kernels: kernels must be 'auto' or 'reference', got '%s'", name);
+    return nullptr;
+  }
+  pycnn::set_cuda_kernels(kernels);
+  Py_RETURN_NONE;
+}
+
+PyObject* cuda_kernels(PyObject*, PyObject*) {
+  return PyUnicode_FromString(kKernels[pycnn::cuda_kernels()]);
+}
+
+PyObject* set_cuda_conv_tile(PyObject*, PyObject* arg) {
+  const char* name = PyUnicode_AsUTF8(arg);
+  if (name == nullptr) return nullptr;
+  const int tile = index_of(name, kConvTiles, 4);
+  if (tile < 0) {
+    PyErr_Format(PyExc_ValueError,
+                 "set_cuda_conv_tile: tile must be 'auto', '128x128', '128x64' or '64x64', got '%s'", name);
+    return nullptr;
+  }
+  pycnn::set_cuda_conv_tile(tile);
+  Py_RETURN_NONE;
+}
+
+PyObject* cuda_conv_tile(PyObject*, PyObject*) {
+  return PyUnicode_FromString(kConvTiles[pycnn::cuda_conv_tile()]);
+}
+
 PyObject* fma_peak_gflops(PyObject*, PyObject* args) {
   int threads = 0;
   double seconds = 0;
@@ -64,6 +140,17 @@ PyMethodDef methods[] = {
      "Caps the CPU kernels at an instruction set: 'generic', 'avx2' or 'avx512'."},
     {"cpu_isa", cpu_isa, METH_NOARGS,
      "The instruction set the CPU convolution kernels run with on this machine."},
+    {"set_tf32", set_tf32, METH_O,
+     "TF32 for float32 CUDA convolutions: None follows torch.backends.cudnn.allow_tf32, True/False override it."},
+    {"tf32_mode", tf32_mode, METH_NOARGS, "The TF32 setting: None (follow torch), True or False."},
+    {"tf32_enabled", tf32_enabled, METH_NOARGS,
+     "Whether float32 CUDA convolutions use TF32 now (the setting, or torch's)."},
+    {"set_cuda_kernels", set_cuda_kernels, METH_O,
+     "Test hook: 'auto' (the fast CUDA kernels where they apply) or 'reference' (the simple ones)."},
+    {"cuda_kernels", cuda_kernels, METH_NOARGS, "The CUDA kernel choice."},
+    {"set_cuda_conv_tile", set_cuda_conv_tile, METH_O,
+     "Test hook: the fast kernels' tile, 'auto', '128x128', '128x64' or '64x64'."},
+    {"cuda_conv_tile", cuda_conv_tile, METH_NOARGS, "The fast kernels' tile setting."},
     {"fma_peak_gflops", fma_peak_gflops, METH_VARARGS,
      "fma_peak_gflops(threads, seconds) -> (gflops, threads_run): the fp32 multiply-add rate this "
      "CPU sustains with the active instruction set, measured over about `seconds` on `threads` "

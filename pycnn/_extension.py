@@ -1,4 +1,6 @@
 """Loads pycnn's compiled library, refusing one built for another torch."""
+import contextlib
+
 import torch
 
 REBUILD = "pip install --no-build-isolation -e .   (or: make build)"
@@ -43,3 +45,62 @@ def set_poison_outputs(enabled: bool) -> None:
     """Test mode: kernels' outputs start as NaN (indices as -1), so that an
     element a kernel fails to write cannot pass a comparison by luck."""
     _C.set_poison_outputs(bool(enabled))
+
+
+def set_tf32(enabled) -> None:
+    """Whether float32 convolutions on CUDA may use TF32 tensor cores.
+
+    None (the default): follow torch.backends.cudnn.allow_tf32, the switch
+    that governs cuDNN's float32 convolutions (on by default in torch), so
+    that pycnn and torch compare like for like.  True or False: pycnn's own
+    choice, whatever torch's.  TF32 rounds the operands to a 10-bit mantissa
+    (relative error near 1e-3); off, pycnn computes in true float32 (FFMA)."""
+    _C.set_tf32(enabled)
+
+
+def tf32_mode():
+    """The TF32 setting: None (follow torch), True or False."""
+    return _C.tf32_mode()
+
+
+def tf32_enabled() -> bool:
+    """Whether the next float32 CUDA convolution uses TF32: the setting, or
+    torch's cuDNN setting when the setting is None."""
+    return bool(_C.tf32_enabled())
+
+
+@contextlib.contextmanager
+def tf32(enabled):
+    """Sets TF32 (None, True, False) for the duration of a with block."""
+    saved = tf32_mode()
+    set_tf32(enabled)
+    try:
+        yield
+    finally:
+        set_tf32(saved)
+
+
+def set_cuda_kernels(name: str) -> None:
+    """Test and benchmark hook: 'auto' (the fast CUDA kernels where they
+    apply) or 'reference' (the first, simple ones: one implicit GEMM, one
+    thread per element)."""
+    _C.set_cuda_kernels(name)
+
+
+def set_cuda_conv_tile(name: str) -> None:
+    """Test and benchmark hook: the fast kernels' tile ('auto', '128x128',
+    '128x64', '64x64')."""
+    _C.set_cuda_conv_tile(name)
+
+
+@contextlib.contextmanager
+def cuda_kernels(kernels: str = "auto", tile: str = "auto"):
+    """Forces a CUDA kernel choice for the duration of a with block."""
+    saved = (_C.cuda_kernels(), _C.cuda_conv_tile())
+    set_cuda_kernels(kernels)
+    set_cuda_conv_tile(tile)
+    try:
+        yield
+    finally:
+        set_cuda_kernels(saved[0])
+        set_cuda_conv_tile(saved[1])

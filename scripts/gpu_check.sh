@@ -2,16 +2,18 @@
 # pycnn's GPU check, one command for a fresh GPU machine that has torch
 # (with CUDA), nvcc, pybind11, ninja and pytest but no network:
 #   1. builds pycnn in place against the installed torch (no installs);
-#   2. runs the CUDA tests (tests/test_cuda.py);
+#   2. runs the CUDA tests (tests/test_cuda.py, tests/test_cuda_fast.py);
 #   3. on a test failure, reruns the first failing test under
 #      compute-sanitizer (memcheck), if there is one, for the log;
 #   4. benchmarks every op against torch (cuDNN) at ResNet/VGG layer shapes
-#      and prints the table last.
+#      (scripts/gpu_bench.py), then `pycnn bench --device cuda` in the
+#      configurations of the GPU-speed targets (scripts/gpu_suite.py), and
+#      prints both tables last.
 # Each stage has a time limit within an overall budget (GPU_CHECK_BUDGET_S,
-# default 430 s), so the whole run ends within 8 minutes.  The full log
+# default 470 s), so the whole run ends within 8 minutes.  The full log
 # (build with ptxas's resource report, every test, the benchmark) goes to
 # $OUT/gpu_check.log when OUT is set, else build/gpu_check.log; the
-# benchmark's rows also go to gpu_bench.json beside it.  Safe to run again:
+# benchmarks' rows also go to gpu_bench.json and gpu_suite.json beside it.  Safe to run again:
 # the build is incremental, and a build made against another torch is
 # discarded first.  Exit status: 1 if the build or a test failed, 2 if no
 # GPU was visible (the build was still checked), else 0.
@@ -23,7 +25,7 @@ LOG_DIR=${OUT:-build}
 mkdir -p "$LOG_DIR" build
 LOG=$LOG_DIR/gpu_check.log
 : >"$LOG"
-DEADLINE=$((SECONDS + ${GPU_CHECK_BUDGET_S:-430}))
+DEADLINE=$((SECONDS + ${GPU_CHECK_BUDGET_S:-470}))
 
 export CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
@@ -74,11 +76,20 @@ say "ptxas: $(grep -c 'Compiling entry function' "$LOG") kernels compiled this r
 
 stage "CUDA tests"
 tests_out=build/gpu_check_tests.txt
-timeout "$(limit 200 90)" $PY -m pytest -q -rfE -p no:cacheprovider tests/test_cuda.py >"$tests_out" 2>&1
+# Several pytest workers keep the GPU busy between the small launches; the
+# 64-bit tests (marked slow, about 24 GiB each) run alone afterwards.
+parallel=()
+$PY -c "import xdist" 2>/dev/null && parallel=(-n "${GPU_CHECK_WORKERS:-6}")
+timeout "$(limit 200 150)" $PY -m pytest -q -rfE -p no:cacheprovider "${parallel[@]}" -m "not slow" \
+  tests/test_cuda.py tests/test_cuda_fast.py >"$tests_out" 2>&1
 test_rc=$?
+timeout "$(limit 60 130)" $PY -m pytest -q -rfE -p no:cacheprovider -m slow tests/test_cuda.py \
+  >>"$tests_out" 2>&1
+slow_rc=$?
+((test_rc == 0)) && test_rc=$slow_rc
 cat "$tests_out" >>"$LOG"
 grep -E "^(FAILED|ERROR)" "$tests_out" | head -40
-test_summary=$(tail -1 "$tests_out")
+test_summary=$(grep -E "(passed|failed|error)" "$tests_out" | grep -E " in [0-9.]+s" | tr '\n' ';')
 ((test_rc == 124)) && test_summary="TIMED OUT: $test_summary"
 say "tests: $test_summary"
 
@@ -90,23 +101,28 @@ if [[ -n $first_failed ]] && command -v compute-sanitizer >/dev/null; then
   grep -E "Invalid|ERROR SUMMARY|out of bounds|Address" "$LOG" | tail -12
 fi
 
-stage "benchmark"
+stage "benchmark: every op at ResNet/VGG shapes (scripts/gpu_bench.py)"
 bench_out=build/gpu_check_bench.txt
-bench_limit=$(limit 150 5)
-timeout "$bench_limit" $PY scripts/gpu_bench.py --budget-s $((bench_limit - 30)) \
+bench_limit=$(limit 60 110)
+timeout "$bench_limit" $PY scripts/gpu_bench.py --budget-s $((bench_limit - 15)) \
   --json "$LOG_DIR/gpu_bench.json" >"$bench_out" 2>&1
 bench_rc=$?
 cat "$bench_out" >>"$LOG"
 
+stage "benchmark suite: python -m pycnn bench --device cuda configurations (scripts/gpu_suite.py)"
+suite_out=build/gpu_check_suite.txt
+suite_limit=$(limit 400 5)
+timeout "$suite_limit" $PY scripts/gpu_suite.py --budget-s $((suite_limit - 40)) \
+  --json "$LOG_DIR/gpu_suite.json" >"$suite_out" 2>&1
+suite_rc=$?
+cat "$suite_out" >>"$LOG"
+
 say ""
 gpu=$($PY -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null)
 [[ $gpu == 1 ]] || say "NO GPU VISIBLE: the CUDA tests were skipped and nothing was measured"
-say "=== done in ${SECONDS}s: build ok; tests: $test_summary; benchmark exit $bench_rc; full log $LOG"
-if ((bench_rc == 0)); then
-  # The table, last.
-  sed -n '/^pycnn vs torch on/,$p' "$bench_out"
-else
-  tail -20 "$bench_out"
-fi
+say "=== done in ${SECONDS}s: build ok; tests: $test_summary; benchmark exit $bench_rc, suite exit $suite_rc; full log $LOG"
+# The tables, last.
+if ((bench_rc == 0)); then sed -n '/^pycnn vs torch on/,$p' "$bench_out"; else tail -8 "$bench_out"; fi
+if ((suite_rc == 0)); then sed -n '/^==== pycnn vs torch/,$p' "$suite_out"; else tail -25 "$suite_out"; fi
 ((test_rc == 0)) || exit 1
 [[ $gpu == 1 ]] || exit 2

@@ -5,6 +5,15 @@ implicit-GEMM problems are host-callable: tests/cuda_emulation/emulator.cu
 runs them with the launch replaced by loops (and checks the assumptions
 the real launch makes).  This checks their index arithmetic, tiling, stride
 phases, split-K, layouts and dtypes on every machine, CI included.
+
+The fast kernels (csrc/ops/cuda/conv2d_fast.cuh: tensor cores and FFMA)
+run through tests/cuda_emulation/host_model.h: their own block code, with
+cp.async, ldmatrix and mma.sync replaced by a host model written from the
+PTX ISA, which also checks the pipeline's barrier discipline (a read of a
+copy that has not landed before a barrier, a copy into bytes still being
+read) and counts shared-memory bank conflicts.  What this cannot check:
+timing, hardware races finer than a barrier, and the hardware's own
+rounding inside an mma.
 test_cuda.py runs the real kernels where a GPU is visible.
 """
 import os
@@ -47,7 +56,11 @@ def emu():
         sources=[str(ROOT / "tests" / "cuda_emulation" / "emulator.cu"),
                  str(ROOT / "csrc" / "ops" / "common.cpp")],
         extra_include_paths=[str(ROOT / "csrc")],
-        extra_cflags=["-O2"], extra_cuda_cflags=["-O2", "--expt-relaxed-constexpr"],
+        # The host compiler runs the kernels here; c10's bfloat16 conversions
+        # read a uint16_t through CUDA's __nv_bfloat16, which gcc's
+        # strict-aliasing optimisations reorder across vector stores.
+        extra_cflags=["-O2", "-fno-strict-aliasing"],
+        extra_cuda_cflags=["-O2", "--expt-relaxed-constexpr", "-Xcompiler", "-fno-strict-aliasing"],
         build_directory=str(build), verbose=False)
     module.set_poison_outputs(True)  # unwritten outputs show up as NaN
     yield module
@@ -161,6 +174,155 @@ def test_conv2d_weight_backward_split_choice_is_shape_only(emu):
                                                 [640], [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
                                                 [False, True, False])[1]
     assert_close(gw, exact, 1e-12, "grad_weight")
+
+
+# ----------------------------------------------------------------------------- fast kernels
+
+# family, dtype, tolerance: the tensor-core kernels in float16, bfloat16 and
+# float32 as TF32 (operands rounded to 11 significant bits), the FFMA
+# kernels in float32.
+FAST = [("tc", torch.float16, 2e-3), ("tc", torch.bfloat16, 1e-2), ("tc", torch.float32, 2e-3),
+        ("ffma", torch.float32, 1e-5)]
+FAST_IDS = ["f16", "bf16", "tf32", "ffma"]
+
+
+def conflicts(emu):
+    c = emu.counters(reset=True)
+    return c["conflicted_loads"], c
+
+
+def test_fast_divmod(emu):
+    assert emu.check_fast_divmod(2048, 20000, 7) > 40000
+
+
+def test_fragment_maps_match_the_ptx_figures(emu):
+    """Every register element the kernels' ldmatrix / shared-load maps produce
+    is the matrix element the mma.sync fragment figure requires, for every
+    tile layout; every swizzle is a permutation."""
+    assert emu.check_fragments() > 30000
+
+
+def run_fast(emu, case, family, dtype, tile=0, layout="nchw", seed=0):
+    n, c, h, w, k, kh, kw, stride, padding, dilation, groups, has_bias = CONV_CASES[case]
+    stride, padding, dilation = pair(stride), pair(padding), pair(dilation)
+    gen = torch.Generator().manual_seed(seed)
+    x, x64 = rounded((n, c, h, w), dtype, gen)
+    wt, w64 = rounded((k, c // groups, kh, kw), dtype, gen)
+    b, b64 = rounded((k,), dtype, gen) if has_bias else (None, None)
+    exact = TF.conv2d(x64, w64, b64, stride, padding, dilation, groups)
+    g, g64 = rounded(tuple(exact.shape), dtype, gen)
+    if layout == "channels_last":
+        x, wt, g = (t.contiguous(memory_format=torch.channels_last) for t in (x, wt, g))
+    exact_gi, exact_gw, _ = torch.ops.aten.convolution_backward(
+        g64, x64, w64, [k], stride, padding, dilation, False, [0, 0], groups, [True, True, False])
+    out = emu.conv2d_fast(x, wt, b, stride, padding, dilation, groups, family, tile)
+    gi = emu.conv2d_input_backward_fast(g, wt, list(x.shape), stride, padding, dilation, groups,
+                                        family, tile)
+    gw, splits = emu.conv2d_weight_backward_fast(g, x, list(wt.shape), stride, padding, dilation,
+                                                 groups, family, tile)
+    return (out, gi, gw), (exact, exact_gi, exact_gw), splits
+
+
+@pytest.mark.parametrize("family,dtype,tol", FAST, ids=FAST_IDS)
+@pytest.mark.parametrize("case", list(CONV_CASES))
+def test_conv2d_fast_kernels(emu, case, family, dtype, tol):
+    emu.counters(reset=True)
+    ours, exact, splits = run_fast(emu, case, family, dtype)
+    for name, o, e in zip(("output", "grad_input", "grad_weight"), ours, exact):
+        assert o.dtype == dtype
+        assert_close(o, e, tol, f"{case} {name}")
+    bad, counts = conflicts(emu)
+    assert bad == 0, f"{bad} of {counts['shared_loads']} shared loads had bank conflicts"
+    assert counts["mma"] > 0 if family == "tc" else counts["mma"] == 0
+
+
+@pytest.mark.parametrize("family,dtype,tol", FAST, ids=FAST_IDS)
+@pytest.mark.parametrize("case", ["partial_chunks_two_n_tiles_stride2", "1x1_three_n_tiles",
+                                  "dilation3_kernel4_stride2"])
+def test_conv2d_fast_tiles_sum_in_one_order(emu, case, family, dtype, tol):
+    """Every tile shape gives bitwise the same output and grad_input (each
+    element is summed over K in one order whatever the tile); grad_weight
+    is right with each."""
+    results = {}
+    for tile in (1, 2, 3):
+        ours, exact, _ = run_fast(emu, case, family, dtype, tile=tile)
+        for name, o, e in zip(("output", "grad_input", "grad_weight"), ours, exact):
+            assert_close(o, e, tol, f"{case} tile {tile} {name}")
+        results[tile] = ours
+    for tile in (2, 3):
+        assert torch.equal(results[tile][0], results[1][0]), f"output differs with tile {tile}"
+        assert torch.equal(results[tile][1], results[1][1]), f"grad_input differs with tile {tile}"
+
+
+@pytest.mark.parametrize("family,dtype,tol", FAST, ids=FAST_IDS)
+@pytest.mark.parametrize("case", ["3x3", "groups4", "1x1_three_n_tiles"])
+def test_conv2d_fast_channels_last_reads_in_place(emu, case, family, dtype, tol):
+    """channels_last operands whose groups are whole granules are read in
+    place, NCHW ones packed first: the same sums, bitwise."""
+    nchw, exact, _ = run_fast(emu, case, family, dtype)
+    emu.counters(reset=True)
+    cl, _, _ = run_fast(emu, case, family, dtype, layout="channels_last")
+    for name, a, b, e in zip(("output", "grad_input", "grad_weight"), nchw, cl, exact):
+        assert_close(b, e, tol, f"{case} channels_last {name}")
+        assert torch.equal(a, b), f"{case} {name}: channels_last and NCHW differ"
+    assert cl[0].is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("family,dtype,tol", FAST, ids=FAST_IDS)
+def test_conv2d_fast_sliced_operands(emu, family, dtype, tol):
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 19, 14, 17, generator=gen, dtype=torch.float64)[::2, 1:17, :, 1:].to(dtype)
+    wt = torch.randn(24, 16, 3, 3, generator=gen, dtype=torch.float64).to(dtype).transpose(2, 3)
+    b = torch.randn(24, generator=gen, dtype=torch.float64).to(dtype)
+    exact = TF.conv2d(x.double(), wt.double(), b.double(), [1, 2], [1, 0], [1, 1], 1)
+    g = torch.randn(exact.shape[0], exact.shape[1], exact.shape[2], exact.shape[3] * 2,
+                    generator=gen, dtype=torch.float64)[..., ::2].to(dtype)
+    exact_gi, exact_gw, _ = torch.ops.aten.convolution_backward(
+        g.double(), x.double(), wt.double(), [24], [1, 2], [1, 0], [1, 1], False, [0, 0], 1,
+        [True, True, False])
+    out = emu.conv2d_fast(x, wt, b, [1, 2], [1, 0], [1, 1], 1, family, 0)
+    assert_close(out, exact, tol, "output")
+    gi = emu.conv2d_input_backward_fast(g, wt, list(x.shape), [1, 2], [1, 0], [1, 1], 1, family, 0)
+    assert_close(gi, exact_gi, tol, "grad_input")
+    gw, _ = emu.conv2d_weight_backward_fast(g, x, list(wt.shape), [1, 2], [1, 0], [1, 1], 1, family, 0)
+    assert_close(gw, exact_gw, tol, "grad_weight")
+
+
+@pytest.mark.parametrize("family,dtype,tol", FAST, ids=FAST_IDS)
+def test_conv2d_fast_many_steps_and_splits(emu, family, dtype, tol):
+    """Full tiles, several K steps per stage ring, several M tiles, grad_weight
+    split many ways."""
+    gen = torch.Generator().manual_seed(6)
+    x, x64 = rounded((3, 40, 18, 18), dtype, gen)
+    wt, w64 = rounded((136, 40, 3, 3), dtype, gen)
+    exact = TF.conv2d(x64, w64, None, 1, 1)
+    g, g64 = rounded(tuple(exact.shape), dtype, gen)
+    exact_gi, exact_gw, _ = torch.ops.aten.convolution_backward(
+        g64, x64, w64, [136], [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, True, False])
+    assert_close(emu.conv2d_fast(x, wt, None, [1, 1], [1, 1], [1, 1], 1, family, 0), exact, tol,
+                 "output")
+    gi = emu.conv2d_input_backward_fast(g, wt, list(x.shape), [1, 1], [1, 1], [1, 1], 1, family, 0)
+    assert_close(gi, exact_gi, tol, "grad_input")
+    gw, splits = emu.conv2d_weight_backward_fast(g, x, list(wt.shape), [1, 1], [1, 1], [1, 1], 1,
+                                                 family, 0)
+    assert splits > 1
+    assert_close(gw, exact_gw, tol, "grad_weight")
+
+
+def test_conv2d_fast_tf32_rounds_operands(emu):
+    """float32 on the tensor cores is TF32: operands exactly representable in
+    TF32 give float32-accurate results, others do not (so TF32 is really on)."""
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 16, 9, 9, generator=gen)
+    wt = torch.randn(16, 16, 3, 3, generator=gen)
+    tf32_x = (x.view(torch.int32) & ~0x1fff).view(torch.float32)
+    tf32_w = (wt.view(torch.int32) & ~0x1fff).view(torch.float32)
+    exact = TF.conv2d(tf32_x.double(), tf32_w.double(), None, 1, 1)
+    out = emu.conv2d_fast(tf32_x, tf32_w, None, [1, 1], [1, 1], [1, 1], 1, "tc", 0)
+    assert_close(out, exact, 1e-6, "TF32-exact operands")
+    out = emu.conv2d_fast(x, wt, None, [1, 1], [1, 1], [1, 1], 1, "tc", 0)
+    err = ((out.double() - TF.conv2d(x.double(), wt.double(), None, 1, 1)).abs().max()).item()
+    assert err > 1e-5, "float32 operands passed through the tensor cores unrounded"
 
 
 # ----------------------------------------------------------------------------- pooling
@@ -302,6 +464,116 @@ def test_pool_kernels_layouts(emu, layout):
     assert torch.equal(idx, exact_idx)
     gi = emu.adaptive_max_pool2d_backward(g, idx, list(x.shape))
     assert_close(gi, torch.ops.aten.adaptive_max_pool2d_backward(g, x, idx), 1e-12, "adaptive max grad")
+
+
+# ----------------------------------------------------------------------------- fast pooling
+
+# (input shape, layout, the vector width the plan must choose for float32 / 16-bit types)
+FAST_POOL_INPUTS = {
+    "nchw": ((3, 5, 17, 19), False, (1, 1)),
+    "channels_last_scalar": ((3, 5, 17, 19), True, (1, 1)),
+    "channels_last_vector": ((2, 16, 17, 19), True, (4, 8)),
+}
+FAST_POOL_DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+
+
+def fast_pool_input(layout, dtype, seed, special=False):
+    shape, cl, widths = FAST_POOL_INPUTS[layout]
+    gen = torch.Generator().manual_seed(seed)
+    if special:  # ties, NaN and -inf, as in the reference tests
+        x = torch.randint(-2, 3, shape, generator=gen).double()
+        x[torch.rand(shape, generator=gen) < 0.05] = float("nan")
+        x[:, :, :6, :7] = float("-inf")
+    else:
+        x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    x = x.to(dtype)
+    if cl:
+        x = x.contiguous(memory_format=torch.channels_last)
+    width = widths[0] if dtype == torch.float32 else widths[1]
+    return x, width, gen
+
+
+def assert_bitwise(ours, reference, what):
+    assert ours.shape == reference.shape, what
+    assert ours.stride() == reference.stride(), f"{what}: layout differs"
+    same = (ours == reference) | (ours.isnan() & reference.isnan())
+    assert bool(same.all()), f"{what}: {int((~same).sum())} elements differ from the reference kernel"
+
+
+@pytest.mark.parametrize("dtype", FAST_POOL_DTYPES, ids=str)
+@pytest.mark.parametrize("layout", list(FAST_POOL_INPUTS))
+@pytest.mark.parametrize("case", list(MAX_POOL_CASES))
+@pytest.mark.parametrize("special", [False, True], ids=["random", "nan_ties_inf"])
+def test_max_pool2d_fast_kernels_match_reference(emu, case, layout, dtype, special):
+    """The fast functors compute exactly what the reference functors do
+    (values, indices, NaN/tie rules, gradient sums) in every layout."""
+    kernel, stride, padding, dilation, ceil_mode = pool_args(MAX_POOL_CASES[case])
+    x, width, gen = fast_pool_input(layout, dtype, 0, special)
+    out, idx = emu.max_pool2d_fast(x, kernel, stride, padding, dilation, ceil_mode)
+    assert emu.counters(reset=True)["pool_vector"] == width
+    ref_out, ref_idx = emu.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)
+    assert_bitwise(out, ref_out, f"{case} output")
+    assert torch.equal(idx, ref_idx), f"{case} indices differ"
+    g = torch.randn(out.shape, generator=gen).to(dtype)
+    if layout != "nchw":
+        g = g.contiguous(memory_format=torch.channels_last)
+    gi = emu.max_pool2d_backward_fast(g, idx, list(x.shape), kernel, stride, padding, dilation, ceil_mode)
+    ref_gi = emu.max_pool2d_backward(g, idx, list(x.shape), kernel, stride, padding, dilation, ceil_mode)
+    assert_bitwise(gi, ref_gi, f"{case} grad_input")
+
+
+@pytest.mark.parametrize("dtype", FAST_POOL_DTYPES, ids=str)
+@pytest.mark.parametrize("layout", list(FAST_POOL_INPUTS))
+@pytest.mark.parametrize("case", list(AVG_POOL_CASES))
+def test_avg_pool2d_fast_kernels_match_reference(emu, case, layout, dtype):
+    opt = AVG_POOL_CASES[case]
+    kernel, stride, padding, _, ceil_mode = pool_args(opt)
+    include_pad = bool(opt.get("count_include_pad", True))
+    divisor = opt.get("divisor_override") or 0
+    x, width, gen = fast_pool_input(layout, dtype, 1)
+    out = emu.avg_pool2d_fast(x, kernel, stride, padding, ceil_mode, include_pad, divisor)
+    assert emu.counters(reset=True)["pool_vector"] == width
+    assert_bitwise(out, emu.avg_pool2d(x, kernel, stride, padding, ceil_mode, include_pad, divisor),
+                   f"{case} output")
+    g = torch.randn(out.shape, generator=gen).to(dtype)
+    if layout != "nchw":
+        g = g.contiguous(memory_format=torch.channels_last)
+    gi = emu.avg_pool2d_backward_fast(g, list(x.shape), kernel, stride, padding, ceil_mode,
+                                      include_pad, divisor)
+    ref_gi = emu.avg_pool2d_backward(g, list(x.shape), kernel, stride, padding, ceil_mode,
+                                     include_pad, divisor)
+    assert_bitwise(gi, ref_gi, f"{case} grad_input")
+
+
+@pytest.mark.parametrize("dtype", FAST_POOL_DTYPES, ids=str)
+@pytest.mark.parametrize("layout", list(FAST_POOL_INPUTS))
+@pytest.mark.parametrize("size", list(ADAPTIVE_SIZES))
+def test_adaptive_pool2d_fast_kernels_match_reference(emu, size, layout, dtype):
+    out_size = list(ADAPTIVE_SIZES[size])
+    x, width, gen = fast_pool_input(layout, dtype, 2)
+    cl = layout != "nchw"
+
+    out = emu.adaptive_avg_pool2d_fast(x, out_size)
+    assert emu.counters(reset=True)["pool_vector"] == width
+    assert_bitwise(out, emu.adaptive_avg_pool2d(x, out_size), f"avg {size} output")
+    g = torch.randn(out.shape, generator=gen).to(dtype)
+    if cl:
+        g = g.contiguous(memory_format=torch.channels_last)
+    assert_bitwise(emu.adaptive_avg_pool2d_backward_fast(g, list(x.shape)),
+                   emu.adaptive_avg_pool2d_backward(g, list(x.shape)), f"avg {size} grad")
+
+    out, idx = emu.adaptive_max_pool2d_fast(x, out_size)
+    ref_out, ref_idx = emu.adaptive_max_pool2d(x, out_size)
+    assert_bitwise(out, ref_out, f"max {size} output")
+    assert torch.equal(idx, ref_idx)
+    assert_bitwise(emu.adaptive_max_pool2d_backward_fast(g, idx, list(x.shape)),
+                   emu.adaptive_max_pool2d_backward(g, idx, list(x.shape)), f"max {size} grad")
+
+
+def test_fast_pooling_declines_strided_views(emu):
+    x = torch.randn(2, 8, 10, 12)[:, :, :, ::2]
+    with pytest.raises(RuntimeError, match="do not apply"):
+        emu.max_pool2d_fast(x, [2, 2], [], [0, 0], [1, 1], False)
 
 
 def test_adaptive_pool_zero_output_size(emu):

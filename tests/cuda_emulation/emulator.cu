@@ -18,16 +18,21 @@
 #include <torch/python.h>
 
 #include <cmath>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "ops/cuda/adaptive_avg_pool2d.cuh"
 #include "ops/cuda/adaptive_max_pool2d.cuh"
 #include "ops/cuda/avg_pool2d.cuh"
 #include "ops/cuda/conv2d_direct.cuh"
+#include "ops/cuda/conv2d_fast.cuh"
 #include "ops/cuda/conv2d_forward_gemm.cuh"
 #include "ops/cuda/conv2d_input_backward_gemm.cuh"
 #include "ops/cuda/conv2d_weight_backward_gemm.cuh"
 #include "ops/cuda/max_pool2d.cuh"
+#include "ops/cuda/pool2d_fast_plan.cuh"
+#include "host_model.h"
 
 namespace pycnn {
 namespace gpu {
@@ -241,6 +246,370 @@ at::Tensor conv2d_bias_backward(const at::Tensor& grad_output) {
   return grad_bias;
 }
 
+// ----------------------------------------------------------------------------- fast kernels
+// family: "tc" (tensor cores: float16, bfloat16, float32 as TF32) or "ffma"
+// (float32); tile: a ConvTileChoice (0 = the automatic choice).
+
+template <class F>
+void dispatch_fast(const std::string& family, at::ScalarType dtype, F&& f) {
+  if (family == "ffma") {
+    TORCH_CHECK(dtype == at::kFloat, "the ffma kernels take float32");
+    f(SimtKernels{});
+  } else if (family == "tc") {
+    if (dtype == at::kHalf) {
+      f(TcKernels<MmaKind::kF16, c10::Half>{});
+    } else if (dtype == at::kBFloat16) {
+      f(TcKernels<MmaKind::kBF16, c10::BFloat16>{});
+    } else {
+      TORCH_CHECK(dtype == at::kFloat, "the tensor-core kernels take float16, bfloat16, float32");
+      f(TcKernels<MmaKind::kTF32, float>{});
+    }
+  } else {
+    TORCH_CHECK(false, "unknown kernel family ", family);
+  }
+}
+
+at::Tensor conv2d_fast(const at::Tensor& input, const at::Tensor& weight,
+                       const std::optional<at::Tensor>& bias_opt, at::IntArrayRef stride,
+                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                       const std::string& family, int64_t tile) {
+  const Conv2dShape s = conv_shape(input.sizes(), weight.sizes(), stride, padding, dilation, groups);
+  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+  if (output.numel() == 0) return output;
+  emu::HostLauncher launcher;
+  dispatch_fast(family, input.scalar_type(), [&](auto kernels) {
+    conv_forward_fast<decltype(kernels)>(input, weight, bias_opt.value_or(at::Tensor()), output, s,
+                                         launcher, int(tile));
+  });
+  return output;
+}
+
+at::Tensor conv2d_input_backward_fast(const at::Tensor& grad_output, const at::Tensor& weight,
+                                      at::IntArrayRef input_size, at::IntArrayRef stride,
+                                      at::IntArrayRef padding, at::IntArrayRef dilation,
+                                      int64_t groups, const std::string& family, int64_t tile) {
+  const Conv2dShape s = conv_shape(input_size, weight.sizes(), stride, padding, dilation, groups);
+  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+  if (grad_input.numel() == 0) return grad_input;
+  emu::HostLauncher launcher;
+  dispatch_fast(family, grad_output.scalar_type(), [&](auto kernels) {
+    conv_input_backward_fast<decltype(kernels)>(grad_output, weight, grad_input, s, launcher,
+                                                int(tile));
+  });
+  return grad_input;
+}
+
+std::tuple<at::Tensor, int64_t> conv2d_weight_backward_fast(
+    const at::Tensor& grad_output, const at::Tensor& input, at::IntArrayRef weight_size,
+    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+    const std::string& family, int64_t tile) {
+  const Conv2dShape s = conv_shape(input.sizes(), weight_size, stride, padding, dilation, groups);
+  at::Tensor grad_weight = empty_output(weight_size, grad_output.options());
+  if (s.batch == 0) return {grad_weight.zero_(), 0};
+  emu::HostLauncher launcher;
+  int64_t splits = 0;
+  dispatch_fast(family, grad_output.scalar_type(), [&](auto kernels) {
+    splits = conv_weight_backward_fast<decltype(kernels)>(grad_output, input, grad_weight, s,
+                                                          launcher, int(tile));
+  });
+  return {grad_weight, splits};
+}
+
+// ----------------------------------------------------------------------------- fast pooling
+// The fast pooling functors under the plan the library would make (throws
+// where it would fall back to the reference functors).
+
+PoolPlan fast_pool_plan(const at::Tensor& written, std::initializer_list<const at::Tensor*> all) {
+  const PoolPlan plan = plan_pool(written, all);
+  TORCH_CHECK(plan.ok, "the fast pooling kernels do not apply here");
+  emu::counters().pool_vector = plan.vector;
+  return plan;
+}
+
+template <class Op>
+void run_items(const Op& op, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) op(int(i));
+}
+
+std::tuple<at::Tensor, at::Tensor> max_pool2d_fast(const at::Tensor& input, at::IntArrayRef kernel,
+                                                   at::IntArrayRef stride, at::IntArrayRef padding,
+                                                   at::IntArrayRef dilation, bool ceil_mode) {
+  const Pool2dShape s = pool_shape(input.sizes(), kernel, stride, padding, dilation, ceil_mode);
+  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+  at::Tensor indices = empty_in_layout_of(s.output_size(), input, at::kLong);
+  const PoolPlan plan = fast_pool_plan(output, {&input, &output, &indices});
+  dispatch_pool(output, plan, [&](auto type, auto width) {
+    using T = decltype(type);
+    constexpr int V = decltype(width)::value;
+    run_items(MaxPoolForwardFast<T, V>{input.const_data_ptr<T>(), output.mutable_data_ptr<T>(),
+                                       indices.mutable_data_ptr<int64_t>(), item_layout(output, plan),
+                                       int(s.in_h), int(s.in_w), int(s.out_h), int(s.out_w), window32(s)},
+              pool_items(output, plan));
+  });
+  return {output, indices};
+}
+
+at::Tensor max_pool2d_backward_fast(const at::Tensor& grad_output, const at::Tensor& indices,
+                                    at::IntArrayRef input_size, at::IntArrayRef kernel,
+                                    at::IntArrayRef stride, at::IntArrayRef padding,
+                                    at::IntArrayRef dilation, bool ceil_mode) {
+  const Pool2dShape s = pool_shape(input_size, kernel, stride, padding, dilation, ceil_mode);
+  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+  const PoolPlan plan = fast_pool_plan(grad_input, {&grad_output, &indices, &grad_input});
+  dispatch_pool(grad_input, plan, [&](auto type, auto width) {
+    using T = decltype(type);
+    constexpr int V = decltype(width)::value;
+    run_items(MaxPoolBackwardFast<T, V>{grad_output.const_data_ptr<T>(), indices.const_data_ptr<int64_t>(),
+                                        grad_input.mutable_data_ptr<T>(), item_layout(grad_input, plan),
+                                        int(s.in_h), int(s.in_w), int(s.out_h), int(s.out_w), window32(s)},
+              pool_items(grad_input, plan));
+  });
+  return grad_input;
+}
+
+at::Tensor avg_pool2d_fast(const at::Tensor& input, at::IntArrayRef kernel, at::IntArrayRef stride,
+                           at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+                           int64_t divisor_override) {
+  const Pool2dShape s = pool_shape(input.sizes(), kernel, stride, padding, {1}, ceil_mode);
+  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+  const PoolPlan plan = fast_pool_plan(output, {&input, &output});
+  dispatch_pool(output, plan, [&](auto type, auto width) {
+    using T = decltype(type);
+    constexpr int V = decltype(width)::value;
+    run_items(AvgPoolForwardFast<T, V>{input.const_data_ptr<T>(), output.mutable_data_ptr<T>(),
+                                       item_layout(output, plan), int(s.in_h), int(s.in_w),
+                                       int(s.out_h), int(s.out_w), window32(s),
+                                       {count_include_pad, int(divisor_override)}},
+              pool_items(output, plan));
+  });
+  return output;
+}
+
+at::Tensor avg_pool2d_backward_fast(const at::Tensor& grad_output, at::IntArrayRef input_size,
+                                    at::IntArrayRef kernel, at::IntArrayRef stride,
+                                    at::IntArrayRef padding, bool ceil_mode,
+                                    bool count_include_pad, int64_t divisor_override) {
+  const Pool2dShape s = pool_shape(input_size, kernel, stride, padding, {1}, ceil_mode);
+  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+  const PoolPlan plan = fast_pool_plan(grad_input, {&grad_output, &grad_input});
+  dispatch_pool(grad_input, plan, [&](auto type, auto width) {
+    using T = decltype(type);
+    constexpr int V = decltype(width)::value;
+    run_items(AvgPoolBackwardFast<T, V>{grad_output.const_data_ptr<T>(), grad_input.mutable_data_ptr<T>(),
+                                        item_layout(grad_input, plan), int(s.in_h), int(s.in_w),
+                                        int(s.out_h), int(s.out_w), window32(s),
+                                        {count_include_pad, int(divisor_override)}},
+              pool_items(grad_input, plan));
+  });
+  return grad_input;
+}
+
+at::Tensor adaptive_avg_pool2d_fast(const at::Tensor& input, at::IntArrayRef output_size) {
+  const AdaptivePool2dShape s = adaptive_shape(input.sizes(), output_size);
+  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+  const PoolPlan plan = fast_pool_plan(output, {&input, &output});
+  dispatch_pool(output, plan, [&](auto type, auto width) {
+    using T = decltype(type);
+    constexpr int V = decltype(width)::value;
+    run_items(AdaptiveAvgForwardFast<T, V>{input.const_data_ptr<T>(), output.mutable_data_ptr<T>(),
+                                           item_layout(output, plan), int(s.in_h), int(s.in_w),
+                                           int(s.out_h), int(s.out_w)},
+              pool_items(output, plan));
+  });
+  return output;
+}
+
+at::Tensor adaptive_avg_pool2d_backward_fast(const at::Tensor& grad_output, at::IntArrayRef input_size) {
+  const AdaptivePool2dShape s = adaptive_shape(input_size, grad_output.sizes().slice(2));
+  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+  const PoolPlan plan = fast_pool_plan(grad_input, {&grad_output, &grad_input});
+  dispatch_pool(grad_input, plan, [&](auto type, auto width) {
+    using T = decltype(type);
+    constexpr int V = decltype(width)::value;
+    run_items(AdaptiveAvgBackwardFast<T, V>{grad_output.const_data_ptr<T>(), grad_input.mutable_data_ptr<T>(),
+                                            item_layout(grad_input, plan), int(s.in_h), int(s.in_w),
+                                            int(s.out_h), int(s.out_w)},
+              pool_items(grad_input, plan));
+  });
+  return grad_input;
+}
+
+std::tuple<at::Tensor, at::Tensor> adaptive_max_pool2d_fast(const at::Tensor& input,
+                                                            at::IntArrayRef output_size) {
+  const AdaptivePool2dShape s = adaptive_shape(input.sizes(), output_size);
+  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+  at::Tensor indices = empty_in_layout_of(s.output_size(), input, at::kLong);
+  const PoolPlan plan = fast_pool_plan(output, {&input, &output, &indices});
+  dispatch_pool(output, plan, [&](auto type, auto width) {
+    using T = decltype(type);
+    constexpr int V = decltype(width)::value;
+    run_items(AdaptiveMaxForwardFast<T, V>{input.const_data_ptr<T>(), output.mutable_data_ptr<T>(),
+                                           indices.mutable_data_ptr<int64_t>(), item_layout(output, plan),
+                                           int(s.in_h), int(s.in_w), int(s.out_h), int(s.out_w)},
+              pool_items(output, plan));
+  });
+  return {output, indices};
+}
+
+at::Tensor adaptive_max_pool2d_backward_fast(const at::Tensor& grad_output, const at::Tensor& indices,
+                                             at::IntArrayRef input_size) {
+  const AdaptivePool2dShape s = adaptive_shape(input_size, grad_output.sizes().slice(2));
+  at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
+  const PoolPlan plan = fast_pool_plan(grad_input, {&grad_output, &indices, &grad_input});
+  dispatch_pool(grad_input, plan, [&](auto type, auto width) {
+    using T = decltype(type);
+    constexpr int V = decltype(width)::value;
+    run_items(AdaptiveMaxBackwardFast<T, V>{grad_output.const_data_ptr<T>(), indices.const_data_ptr<int64_t>(),
+                                            grad_input.mutable_data_ptr<T>(), item_layout(grad_input, plan),
+                                            int(s.in_h), int(s.in_w), int(s.out_h), int(s.out_w)},
+              pool_items(grad_input, plan));
+  });
+  return grad_input;
+}
+
+std::map<std::string, int64_t> emulator_counters(bool reset) {
+  const emu::Counters c = emu::counters();
+  if (reset) emu::counters() = emu::Counters{};
+  return {{"blocks", c.blocks},           {"copies", c.copies},
+          {"zero_fills", c.zero_fills},   {"mma", c.mma},
+          {"shared_loads", c.shared_loads}, {"conflicted_loads", c.conflicted_loads},
+          {"pool_vector", c.pool_vector}};
+}
+
+// FastDivmod against exact division: every divisor d < d_limit with
+// numerators around multiples of d, plus random ones up to 2^31 - 1.
+int64_t check_fast_divmod(int64_t d_limit, int64_t samples, int64_t seed) {
+  uint64_t state = uint64_t(seed) * 6364136223846793005ull + 1442695040888963407ull;
+  const auto next = [&]() {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return uint32_t(state >> 33);  // 31 bits
+  };
+  int64_t checked = 0;
+  const auto check = [&](int64_t n, int64_t d, const FastDivmod& f) {
+    int q, r;
+    f.divmod(int(n), q, r);
+    TORCH_CHECK(q == n / d && r == n % d, "FastDivmod: ", n, " / ", d, " gave ", q, " r ", r);
+    ++checked;
+  };
+  for (int64_t d = 1; d < d_limit; ++d) {
+    const FastDivmod f = FastDivmod::make(d);
+    for (int64_t k : {int64_t(0), int64_t(1), int64_t(2), int64_t(7), int64_t(1000), kInt32Limit / d}) {
+      for (int64_t delta : {-1, 0, 1}) {
+        const int64_t n = k * d + delta;
+        if (n >= 0 && n <= kInt32Limit) check(n, d, f);
+      }
+    }
+  }
+  for (int64_t i = 0; i < samples; ++i) {
+    const int64_t d = 1 + next() % kInt32Limit;
+    const FastDivmod f = FastDivmod::make(d);
+    check(next(), d, f);
+    check(kInt32Limit, d, f);
+  }
+  return checked;
+}
+
+// The kernels' fragment maps against the PTX ISA's: fill a tile with the
+// codes of its logical elements, load every warp fragment the kernels load
+// (through the host ldmatrix / shared-load model) and check that each
+// register element is the one the mma figure says it must be.  Also checks
+// that each swizzle is a permutation of the tile's granules.  Returns the
+// number of fragment elements checked.
+template <class Tile, MmaKind kKind, bool kKContig>
+int64_t check_tile_fragments(int rows_or_cols, int bk) {
+  constexpr int kElem = kKind == MmaKind::kTF32 ? 4 : 2;
+  constexpr int kV = 16 / kElem;
+  // Logical extent: K-contiguous: rows = M (rows_or_cols), K = bk.
+  // M-contiguous: rows = K (bk), columns = M (rows_or_cols).
+  const int mn = rows_or_cols;
+  const int bytes = mn * bk * kElem;
+  emu::SharedMemory smem(bytes);
+  std::vector<int> owner(bytes / 16, -1);
+  std::vector<emu::PendingCopy> fills;
+  std::vector<uint8_t> codes(bytes);
+  const int rows = kKContig ? mn : bk, granules = (kKContig ? bk : mn) / kV;
+  for (int r = 0; r < rows; ++r) {
+    for (int g = 0; g < granules; ++g) {
+      const int offset = Tile::offset(r, g);
+      TORCH_CHECK(offset % 16 == 0 && offset >= 0 && offset + 16 <= bytes, "tile offset out of range");
+      TORCH_CHECK(owner[offset / 16] < 0, "swizzle maps granules (", r, ", ", g, ") and ",
+                  owner[offset / 16], " to one place");
+      owner[offset / 16] = r * granules + g;
+    }
+  }
+  // Codes: element (m, k) holds m * bk + k (16-bit or 32-bit).
+  for (int m = 0; m < mn; ++m) {
+    for (int k = 0; k < bk; ++k) {
+      const int offset = kKContig ? Tile::offset(m, k / kV) + (k % kV) * kElem
+                                  : Tile::offset(k, m / kV) + (m % kV) * kElem;
+      const uint32_t code = uint32_t(m * bk + k);
+      std::memcpy(&codes[offset], &code, kElem);
+    }
+  }
+  emu::PendingCopy all{0, bytes, codes.data()};
+  smem.issue(all);
+  smem.land(all);
+  smem.barrier();
+  int64_t checked = 0;
+  const int mma_k = kKind == MmaKind::kTF32 ? 8 : 16;
+  for (int kk = 0; kk < bk / mma_k; ++kk) {
+    for (int m0 = 0; m0 < mn; m0 += 16) {
+      uint32_t a[32][4];
+      emu::LaneRecord rec;
+      for (int lane = 0; lane < 32; ++lane) {
+        emu::HostWarpOps ops{&smem, &rec};
+        Tile::load_a(ops, smem.base(), a[lane], m0, kk, lane);
+      }
+      for (int lane = 0; lane < 32; ++lane) {
+        const int elems = kKind == MmaKind::kTF32 ? 4 : 8;
+        for (int i = 0; i < elems; ++i) {
+          const emu::FragmentCoord rc = kKind == MmaKind::kTF32 ? emu::a_tf32(lane, i) : emu::a_f16(lane, i);
+          const uint32_t got = kKind == MmaKind::kTF32 ? a[lane][i] : (a[lane][i / 2] >> (16 * (i & 1))) & 0xffff;
+          const uint32_t want = uint32_t((m0 + rc.row) * bk + kk * mma_k + rc.col);
+          TORCH_CHECK(got == want, "A fragment: lane ", lane, " element ", i, " holds code ", got,
+                      ", the mma figure needs ", want);
+          ++checked;
+        }
+      }
+      // The same tile read as B: n = m, two n8 blocks at a time.
+      if (m0 % 16 == 0) {
+        uint32_t b0[32][2], b1[32][2];
+        for (int lane = 0; lane < 32; ++lane) {
+          emu::HostWarpOps ops{&smem, &rec};
+          Tile::load_b_pair(ops, smem.base(), b0[lane], b1[lane], m0, kk, lane);
+        }
+        for (int lane = 0; lane < 32; ++lane) {
+          const int elems = kKind == MmaKind::kTF32 ? 2 : 4;
+          for (int half = 0; half < 2; ++half) {
+            for (int i = 0; i < elems; ++i) {
+              const emu::FragmentCoord rc = kKind == MmaKind::kTF32 ? emu::b_tf32(lane, i) : emu::b_f16(lane, i);
+              const uint32_t* b = half ? b1[lane] : b0[lane];
+              const uint32_t got = kKind == MmaKind::kTF32 ? b[i] : (b[i / 2] >> (16 * (i & 1))) & 0xffff;
+              const uint32_t want = uint32_t((m0 + 8 * half + rc.col) * bk + kk * mma_k + rc.row);
+              TORCH_CHECK(got == want, "B fragment: lane ", lane, " element ", i, " of n8 block ",
+                          half, " holds code ", got, ", the mma figure needs ", want);
+              ++checked;
+            }
+          }
+        }
+      }
+    }
+  }
+  return checked;
+}
+
+int64_t check_fragments() {
+  int64_t n = 0;
+  n += check_tile_fragments<KContigTile<128>, MmaKind::kF16, true>(128, 32);
+  n += check_tile_fragments<KContigTile<64>, MmaKind::kF16, true>(64, 32);
+  n += check_tile_fragments<KContigTile<128>, MmaKind::kTF32, true>(128, 16);
+  n += check_tile_fragments<MNContigTile16<128>, MmaKind::kF16, false>(128, 32);
+  n += check_tile_fragments<MNContigTile16<64>, MmaKind::kF16, false>(64, 32);
+  n += check_tile_fragments<MNContigTile32<128>, MmaKind::kTF32, false>(128, 16);
+  n += check_tile_fragments<MNContigTile32<64>, MmaKind::kTF32, false>(64, 16);
+  return n;
+}
+
 std::tuple<at::Tensor, at::Tensor> max_pool2d(const at::Tensor& input, at::IntArrayRef kernel,
                                               at::IntArrayRef stride, at::IntArrayRef padding,
                                               at::IntArrayRef dilation, bool ceil_mode) {
@@ -346,6 +715,20 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("conv2d_input_backward", &conv2d_input_backward);
   m.def("conv2d_weight_backward", &conv2d_weight_backward);
   m.def("conv2d_bias_backward", &conv2d_bias_backward);
+  m.def("conv2d_fast", &conv2d_fast);
+  m.def("conv2d_input_backward_fast", &conv2d_input_backward_fast);
+  m.def("conv2d_weight_backward_fast", &conv2d_weight_backward_fast);
+  m.def("counters", &emulator_counters, pybind11::arg("reset") = false);
+  m.def("check_fast_divmod", &check_fast_divmod);
+  m.def("check_fragments", &check_fragments);
+  m.def("max_pool2d_fast", &max_pool2d_fast);
+  m.def("max_pool2d_backward_fast", &max_pool2d_backward_fast);
+  m.def("avg_pool2d_fast", &avg_pool2d_fast);
+  m.def("avg_pool2d_backward_fast", &avg_pool2d_backward_fast);
+  m.def("adaptive_avg_pool2d_fast", &adaptive_avg_pool2d_fast);
+  m.def("adaptive_avg_pool2d_backward_fast", &adaptive_avg_pool2d_backward_fast);
+  m.def("adaptive_max_pool2d_fast", &adaptive_max_pool2d_fast);
+  m.def("adaptive_max_pool2d_backward_fast", &adaptive_max_pool2d_backward_fast);
   m.def("max_pool2d", &max_pool2d);
   m.def("max_pool2d_backward", &max_pool2d_backward);
   m.def("avg_pool2d", &avg_pool2d);

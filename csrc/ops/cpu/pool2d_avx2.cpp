@@ -301,8 +301,8 @@ struct Avx2F64 {
 
 namespace pycnn {
 
-constinit const PoolKernels<float> pool_kernels_avx2_f32 = make_pool_kernels<Avx2F32>();
-constinit const PoolKernels<double> pool_kernels_avx2_f64 = make_pool_kernels<Avx2F64>();
+PYCNN_CONSTINIT const PoolKernels<float> pool_kernels_avx2_f32 = make_pool_kernels<Avx2F32>();
+PYCNN_CONSTINIT const PoolKernels<double> pool_kernels_avx2_f64 = make_pool_kernels<Avx2F64>();
 
 }  // namespace pycnn
 

@@ -291,8 +291,8 @@ struct Avx512F64 {
 
 namespace pycnn {
 
-constinit const PoolKernels<float> pool_kernels_avx512_f32 = make_pool_kernels<Avx512F32>();
-constinit const PoolKernels<double> pool_kernels_avx512_f64 = make_pool_kernels<Avx512F64>();
+PYCNN_CONSTINIT const PoolKernels<float> pool_kernels_avx512_f32 = make_pool_kernels<Avx512F32>();
+PYCNN_CONSTINIT const PoolKernels<double> pool_kernels_avx512_f64 = make_pool_kernels<Avx512F64>();
 
 }  // namespace pycnn
 

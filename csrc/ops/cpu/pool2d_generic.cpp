@@ -16,8 +16,8 @@ namespace {
 
 namespace pycnn {
 
-constinit const PoolKernels<float> pool_kernels_generic_f32 = make_pool_kernels<ScalarLanes<float>>();
-constinit const PoolKernels<double> pool_kernels_generic_f64 =
+PYCNN_CONSTINIT const PoolKernels<float> pool_kernels_generic_f32 = make_pool_kernels<ScalarLanes<float>>();
+PYCNN_CONSTINIT const PoolKernels<double> pool_kernels_generic_f64 =
     make_pool_kernels<ScalarLanes<double>>();
 
 }  // namespace pycnn

@@ -89,7 +89,13 @@ template <>
 const PoolKernels<double>& pool_kernels<double>(CpuIsa isa);
 
 // One table per instruction set and dtype, each defined in its own
-// translation unit with constant initialisation (no code runs at load time).
+// translation unit with constant initialisation (no code runs at load time;
+// C++20's constinit checks it, C++17 builds, torch 2.11's, do it unchecked).
+#if __cplusplus >= 202002L
+#define PYCNN_CONSTINIT constinit
+#else
+#define PYCNN_CONSTINIT
+#endif
 extern const PoolKernels<float> pool_kernels_generic_f32;
 extern const PoolKernels<double> pool_kernels_generic_f64;
 extern const PoolKernels<float> pool_kernels_avx2_f32;

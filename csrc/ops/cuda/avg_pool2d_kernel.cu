@@ -3,6 +3,7 @@
 #include <torch/library.h>
 
 #include "avg_pool2d.cuh"
+#include "pool2d_cuda.h"
 
 namespace pycnn {
 namespace gpu {
@@ -17,6 +18,7 @@ at::Tensor avg_pool2d_cuda(const at::Tensor& input, at::IntArrayRef kernel_size,
   at::Tensor output = empty_in_layout_of(s.output_size(), input);
   if (output.numel() == 0) return output;
   const AvgPoolOptions opt{count_include_pad, divisor_override.value_or(0)};
+  if (avg_pool2d_fast(input, output, s, opt.count_include_pad, opt.divisor_override)) return output;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
                                   "pycnn.avg_pool2d", [&] {
     launch_elementwise(AvgPoolForward<scalar_t>::make(input, output, s, opt), output.numel(),
@@ -36,6 +38,10 @@ at::Tensor avg_pool2d_backward_cuda(const at::Tensor& grad_output, at::IntArrayR
   at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
   if (grad_input.numel() == 0) return grad_input;
   const AvgPoolOptions opt{count_include_pad, divisor_override.value_or(0)};
+  if (avg_pool2d_backward_fast(grad_output, grad_input, s, opt.count_include_pad,
+                               opt.divisor_override)) {
+    return grad_input;
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(),
                                   "pycnn.avg_pool2d_backward", [&] {
     launch_elementwise(AvgPoolBackward<scalar_t>::make(grad_output, grad_input, s, opt),

@@ -21,6 +21,38 @@ void conv2d_input_backward_gemm(const at::Tensor& grad_output, const at::Tensor&
 void conv2d_weight_backward_gemm(const at::Tensor& grad_output, const at::Tensor& input,
                                  const at::Tensor& grad_weight, const Conv2dShape& s);
 
+// The fast kernels (conv2d_fast.cuh): pipelined implicit GEMMs on the tensor
+// cores (float16, bfloat16, float32 as TF32) or with FFMA (exact float32).
+// Each returns false, doing nothing, where they do not apply (float64,
+// indices past int32, pycnn._C.set_cuda_kernels("reference")); the
+// caller then runs the reference GEMM above.  They choose between TF32 and
+// exact float32 by cuda_tf32_enabled() (common.h).
+bool conv2d_forward_fast(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                         const at::Tensor& output, const Conv2dShape& s);
+bool conv2d_input_backward_fast(const at::Tensor& grad_output, const at::Tensor& weight,
+                                const at::Tensor& grad_input, const Conv2dShape& s);
+// grad_weight: any strides.
+bool conv2d_weight_backward_fast(const at::Tensor& grad_output, const at::Tensor& input,
+                                 const at::Tensor& grad_weight, const Conv2dShape& s);
+
+// The kernel families behind them (conv2d_fast_<family>.cu); tile: a
+// ConvTileChoice.
+#define PYCNN_DECLARE_FAST_CONV(family)                                                          \
+  void conv2d_forward_##family(const at::Tensor& input, const at::Tensor& weight,                \
+                               const at::Tensor& bias, const at::Tensor& output,                 \
+                               const Conv2dShape& s, int tile);                                  \
+  void conv2d_input_backward_##family(const at::Tensor& grad_output, const at::Tensor& weight,   \
+                                      const at::Tensor& grad_input, const Conv2dShape& s,        \
+                                      int tile);                                                 \
+  void conv2d_weight_backward_##family(const at::Tensor& grad_output, const at::Tensor& input,   \
+                                       const at::Tensor& grad_weight, const Conv2dShape& s,      \
+                                       int tile);
+PYCNN_DECLARE_FAST_CONV(f16)
+PYCNN_DECLARE_FAST_CONV(bf16)
+PYCNN_DECLARE_FAST_CONV(tf32)
+PYCNN_DECLARE_FAST_CONV(ffma)
+#undef PYCNN_DECLARE_FAST_CONV
+
 // Direct kernels (conv2d_direct.cuh) for groups of one input channel each
 // (depthwise convolution, with any channel multiplier), where a GEMM tile
 // would be almost empty.

@@ -1,6 +1,8 @@
 // pycnn::conv2d and its backward ops on CUDA: checks, output allocation and
-// the choice of kernel (implicit GEMM, or the direct depthwise kernels when
-// each group has one input channel); grad_bias is a reduction of its own.
+// the choice of kernel: the direct depthwise kernels when each group has one
+// input channel, else the fast implicit GEMMs (conv2d_fast.cu) where they
+// apply, else the reference implicit GEMM; grad_bias is a reduction of its
+// own.
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
@@ -24,7 +26,7 @@ at::Tensor conv2d_cuda(const at::Tensor& input, const at::Tensor& weight,
   const at::Tensor bias = bias_opt.value_or(at::Tensor());
   if (use_depthwise(s)) {
     conv2d_forward_depthwise(input, weight, bias, output, s);
-  } else {
+  } else if (!conv2d_forward_fast(input, weight, bias, output, s)) {
     conv2d_forward_gemm(input, weight, bias, output, s);
   }
   return output;
@@ -41,7 +43,7 @@ at::Tensor conv2d_input_backward_cuda(const at::Tensor& grad_output, const at::T
   if (grad_input.numel() == 0) return grad_input;
   if (use_depthwise(s)) {
     conv2d_input_backward_depthwise(grad_output, weight, grad_input, s);
-  } else {
+  } else if (!conv2d_input_backward_fast(grad_output, weight, grad_input, s)) {
     conv2d_input_backward_gemm(grad_output, weight, grad_input, s);
   }
   return grad_input;
@@ -58,7 +60,7 @@ at::Tensor conv2d_weight_backward_cuda(const at::Tensor& grad_output, const at::
   if (s.batch == 0) return grad_weight.zero_();  // a sum over no pixels
   if (use_depthwise(s)) {
     conv2d_weight_backward_depthwise(grad_output, input, grad_weight, s);
-  } else {
+  } else if (!conv2d_weight_backward_fast(grad_output, input, grad_weight, s)) {
     conv2d_weight_backward_gemm(grad_output, input, grad_weight, s);
   }
   return grad_weight;

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 
 #include "../../shape.h"
@@ -66,6 +67,36 @@ PYCNN_HOST_DEVICE __forceinline__ Coord4d coord_in_memory_order(int64_t index, i
     p.n = index / channels;
   }
   return p;
+}
+
+// kV elements of T as one aligned vector access (16 bytes: LDG.128 / STG.128).
+template <typename T, int kV>
+struct alignas(sizeof(T) * kV) Pack {
+  T v[kV];
+};
+
+// Vector loads and stores of consecutive elements: one instruction on the
+// device; memcpy on the host, where reading T objects through a Pack would
+// break the host compiler's strict-aliasing rules (seen: gcc -O2 reordering
+// bfloat16 stores past such a load in the emulator).
+template <typename T, int kV>
+PYCNN_HOST_DEVICE __forceinline__ Pack<T, kV> load_pack(const T* p) {
+#if defined(__CUDA_ARCH__)
+  return *reinterpret_cast<const Pack<T, kV>*>(p);
+#else
+  Pack<T, kV> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+#endif
+}
+
+template <typename T, int kV>
+PYCNN_HOST_DEVICE __forceinline__ void store_pack(T* p, const Pack<T, kV>& v) {
+#if defined(__CUDA_ARCH__)
+  *reinterpret_cast<Pack<T, kV>*>(p) = v;
+#else
+  std::memcpy(p, &v, sizeof(v));
+#endif
 }
 
 // Grid-stride loops: the grid never exceeds what a launch allows, and a

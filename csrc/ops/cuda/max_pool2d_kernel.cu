@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include "max_pool2d.cuh"
+#include "pool2d_cuda.h"
 
 namespace pycnn {
 namespace gpu {
@@ -17,7 +18,7 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_cuda(const at::Tensor& input,
   const c10::cuda::CUDAGuard guard(input.device());
   at::Tensor output = empty_in_layout_of(s.output_size(), input);
   at::Tensor indices = empty_in_layout_of(s.output_size(), input, at::kLong);
-  if (output.numel() == 0) return {output, indices};
+  if (output.numel() == 0 || max_pool2d_fast(input, output, indices, s)) return {output, indices};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
                                   "pycnn.max_pool2d", [&] {
     launch_elementwise(MaxPoolForward<scalar_t>::make(input, output, indices, s), output.numel(),
@@ -34,7 +35,9 @@ at::Tensor max_pool2d_backward_cuda(const at::Tensor& grad_output, const at::Ten
                                                   stride, padding, dilation, ceil_mode);
   const c10::cuda::CUDAGuard guard(grad_output.device());
   at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
-  if (grad_input.numel() == 0) return grad_input;
+  if (grad_input.numel() == 0 || max_pool2d_backward_fast(grad_output, indices, grad_input, s)) {
+    return grad_input;
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(),
                                   "pycnn.max_pool2d_backward", [&] {
     launch_elementwise(MaxPoolBackward<scalar_t>::make(grad_output, indices, grad_input, s),

@@ -1,0 +1,31 @@
+#include "settings.h"
+
+#include <ATen/Context.h>
+
+#include <atomic>
+
+namespace pycnn {
+namespace {
+std::atomic<int> tf32{kTf32FollowTorch};
+std::atomic<int> kernels{kCudaKernelsAuto};
+std::atomic<int> conv_tile{0};
+}  // namespace
+
+void set_tf32_mode(int mode) { tf32.store(mode); }
+int tf32_mode() { return tf32.load(); }
+
+bool tf32_enabled() {
+  const int mode = tf32.load();
+  if (mode != kTf32FollowTorch) return mode == kTf32On;
+  // The convolution setting (torch.backends.cudnn.allow_tf32, or
+  // torch.backends.cudnn.conv.fp32_precision == "tf32").
+  return at::globalContext().allowTF32CuDNN(at::Float32Op::CONV);
+}
+
+void set_cuda_kernels(int k) { kernels.store(k); }
+int cuda_kernels() { return kernels.load(); }
+
+void set_cuda_conv_tile(int tile) { conv_tile.store(tile); }
+int cuda_conv_tile() { return conv_tile.load(); }
+
+}  // namespace pycnn

@@ -1,0 +1,33 @@
+// Process-wide settings of pycnn's kernels, set from Python through
+// pycnn._C (pycnn.set_tf32 and the test hooks in pycnn._extension).
+#pragma once
+
+namespace pycnn {
+
+// TF32 for float32 convolutions on CUDA (the tensor cores read float32
+// operands with a 10-bit mantissa, accumulate in float32).
+//   kTf32FollowTorch (the default): whatever torch.backends.cudnn.allow_tf32
+//     says now (torch's own default: on), so that pycnn and cuDNN compare
+//     like for like;
+//   kTf32Off / kTf32On: pycnn's own choice, whatever torch's.
+enum Tf32Mode : int { kTf32FollowTorch = -1, kTf32Off = 0, kTf32On = 1 };
+void set_tf32_mode(int mode);
+int tf32_mode();
+// The effective choice for the next float32 convolution.
+bool tf32_enabled();
+
+// Which CUDA kernels run, for tests and benchmarks:
+//   kCudaKernelsAuto: the fast kernels where they apply (conv2d_fast.cuh,
+//     pool2d_fast.cuh);
+//   kCudaKernelsReference: always the first, simple ones (the reference
+//     implicit GEMM, one thread per element with 64-bit indexing).
+enum CudaKernels : int { kCudaKernelsAuto = 0, kCudaKernelsReference = 1 };
+void set_cuda_kernels(int kernels);
+int cuda_kernels();
+
+// Tile shape of the fast kernels: 0 automatic, else a ConvTileChoice
+// (1: 128 x 128, 2: 128 x 64, 3: 64 x 64).
+void set_cuda_conv_tile(int tile);
+int cuda_conv_tile();
+
+}  // namespace pycnn
