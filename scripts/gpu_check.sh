@@ -8,7 +8,8 @@
 #   4. benchmarks every op against torch (cuDNN) at ResNet/VGG layer shapes
 #      (scripts/gpu_bench.py), then `pycnn bench --device cuda` in the
 #      configurations of the GPU-speed targets (scripts/gpu_suite.py), and
-#      prints both tables last.
+#      prints both tables last; in between, scripts/gpu_profile.py splits
+#      the convolutions' time by tile and kernel (GPU_CHECK_PROFILE=0: skip).
 # Each stage has a time limit within an overall budget (GPU_CHECK_BUDGET_S,
 # default 470 s), so the whole run ends within 8 minutes.  The full log
 # (build with ptxas's resource report, every test, the benchmark) goes to
@@ -108,6 +109,14 @@ timeout "$bench_limit" $PY scripts/gpu_bench.py --budget-s $((bench_limit - 15))
   --json "$LOG_DIR/gpu_bench.json" >"$bench_out" 2>&1
 bench_rc=$?
 cat "$bench_out" >>"$LOG"
+
+if [[ ${GPU_CHECK_PROFILE:-1} == 1 ]]; then
+  stage "profile: conv time by tile and kernel (scripts/gpu_profile.py)"
+  profile_limit=$(limit 90 100)
+  timeout "$profile_limit" $PY scripts/gpu_profile.py --budget-s $((profile_limit - 20)) \
+    >"$LOG_DIR/gpu_profile.txt" 2>&1
+  cat "$LOG_DIR/gpu_profile.txt" >>"$LOG"
+fi
 
 stage "benchmark suite: python -m pycnn bench --device cuda configurations (scripts/gpu_suite.py)"
 suite_out=build/gpu_check_suite.txt

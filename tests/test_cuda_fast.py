@@ -240,14 +240,19 @@ def test_pool_fast_kernels_equal_reference_kernels_and_torch(op, options, layout
     fast = pool_with_grad(ours_fn, x, options, 1)
     with _extension.cuda_kernels("reference"):
         reference = pool_with_grad(ours_fn, x, options, 1)
-    theirs = pool_with_grad(torch_fn, x, options, 1)
+    # torch gets the NCHW copy: its channels_last avg_pool2d backward ignores
+    # the padding in torch 2.11 (pytorch#188344); the values are the same.
+    theirs = pool_with_grad(torch_fn, x.contiguous(), options, 1)
     for name, a, r, t in zip(("output", "grad_input"), fast, reference, theirs):
         assert not a.isnan().any(), f"{name}: an element was not written"
         assert torch.equal(a, r), f"{name}: fast and reference kernels differ"
         if "max" in op and name == "grad_input" and dtype != torch.float32:
             continue  # half types tie within windows: which tap wins is not torch's contract
-        tolerance = 0.0 if "max" in op else {torch.float32: 1e-6, torch.float16: 2e-3,
-                                             torch.bfloat16: 1.6e-2}[dtype]
+        # A max is exact; gradients of overlapping windows are sums, whose
+        # order (torch's adaptive max backward adds atomically) rounds.
+        exact = "max" in op and name == "output"
+        tolerance = 0.0 if exact else {torch.float32: 1e-6, torch.float16: 2e-3,
+                                       torch.bfloat16: 1.6e-2}[dtype]
         err = relative_error(a, t)
         assert err <= tolerance, f"{name}: pycnn vs torch {err:.3g} > {tolerance:g}"
 
