@@ -285,9 +285,9 @@ def torch_cuda_avg_pool_channels_last_backward_is_wrong():
     ignored the padding when it mapped input pixels to windows (pytorch#188344,
     fixed by pytorch#188345 in July 2026): torch 2.11, the GPU machine's, has it.
     Probed rather than judged by version."""
-    x = torch.arange(32, device="cuda", dtype=torch.float64).reshape(1, 2, 4, 4)
     grads = []
     for memory_format in (torch.contiguous_format, torch.channels_last):
+        x = torch.arange(32, device="cuda", dtype=torch.float64).reshape(1, 2, 4, 4)
         leaf = x.contiguous(memory_format=memory_format).requires_grad_()
         TF.avg_pool2d(leaf, 2, 1, 1).sum().backward()
         grads.append(leaf.grad)

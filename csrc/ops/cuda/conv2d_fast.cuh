@@ -356,8 +356,11 @@ int64_t conv_weight_backward_fast(const at::Tensor& grad_output, const at::Tenso
   p.div_ow = FastDivmod::make(s.out_w);
   p.div_ohw = FastDivmod::make(s.out_h * s.out_w);
 
-  // The tile shape, like the splits, depends on the shape only.
-  if (tile == kTileAuto) tile = kgp <= 64 ? kTileSmall : kTileLarge;
+  // The tile shape, like the splits, depends on the shape only.  Tensor
+  // cores: the 64-row tile for at most 64 output channels.  FFMA: 128 x 128
+  // always; measured on the H100 at 64 output channels it beats 64 x 128 by
+  // 1.3-1.6x (VGG-16 conv1_2 wgrad 15.2 ms vs 23.8, ResNet layer1 1.84 vs 3.00).
+  if (tile == kTileAuto) tile = Kernels::kTensorCores && kgp <= 64 ? kTileSmall : kTileLarge;
   const bool small = tile == kTileSmall || tile == kTileWide;
   const int bm = small ? Kernels::WgradSmall::BM : Kernels::WgradLarge::BM;
   const int bn = small ? Kernels::WgradSmall::BN : Kernels::WgradLarge::BN;
