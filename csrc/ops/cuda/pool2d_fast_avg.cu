@@ -1,93 +1,62 @@
 // Fast average and adaptive average pooling (pool2d_fast.cuh), forward and
 // backward.
-#include <c10/cuda/CUDAStream.h>
-
-#include "../settings.h"
 #include "pool2d_cuda.h"
-#include "pool2d_fast_plan.cuh"
+#include "pool2d_fast_launch.cuh"
 
 namespace pycnn {
 namespace gpu {
 namespace {
 
-bool fast_kernels_on() { return cuda_kernels() == kCudaKernelsAuto; }
-
-bool options_fit(int64_t divisor_override) {
-  return divisor_override >= 0 && divisor_override <= kInt32Limit;
+bool options_fit(const Pool2dShape& s, int64_t divisor_override) {
+  return window_fits(s) && divisor_override >= 0 && divisor_override <= kInt32Limit;
 }
 
 }  // namespace
 
 bool avg_pool2d_fast(const at::Tensor& input, const at::Tensor& output, const Pool2dShape& s,
                      bool count_include_pad, int64_t divisor_override) {
-  if (!window_fits(s) || !options_fit(divisor_override)) return false;
-  const PoolPlan plan = fast_kernels_on() ? plan_pool(output, {&input, &output}) : PoolPlan{};
-  if (!plan.ok) return false;
-  dispatch_pool(output, plan, [&](auto type, auto width) {
+  return launch_fast_pool(output, {&input, &output}, options_fit(s, divisor_override),
+                          [&](auto type, auto width, const ItemLayout& layout) {
     using T = decltype(type);
-    constexpr int V = decltype(width)::value;
-    const AvgPoolForwardFast<T, V> op{input.const_data_ptr<T>(), output.mutable_data_ptr<T>(),
-                                      item_layout(output, plan), int(s.in_h), int(s.in_w),
-                                      int(s.out_h), int(s.out_w), window32(s),
-                                      {count_include_pad, int(divisor_override)}};
-    launch_items(op, pool_items(output, plan), c10::cuda::getCurrentCUDAStream());
+    return AvgPoolForwardFast<T, decltype(width)::value>{
+        input.const_data_ptr<T>(), output.mutable_data_ptr<T>(), layout, int(s.in_h), int(s.in_w),
+        int(s.out_h), int(s.out_w), window32(s), {count_include_pad, int(divisor_override)}};
   });
-  return true;
 }
 
 bool avg_pool2d_backward_fast(const at::Tensor& grad_output, const at::Tensor& grad_input,
                               const Pool2dShape& s, bool count_include_pad,
                               int64_t divisor_override) {
-  if (!window_fits(s) || !options_fit(divisor_override)) return false;
-  const PoolPlan plan = fast_kernels_on()
-                          ? plan_pool(grad_input, {&grad_output, &grad_input})
-                          : PoolPlan{};
-  if (!plan.ok) return false;
-  dispatch_pool(grad_input, plan, [&](auto type, auto width) {
+  return launch_fast_pool(grad_input, {&grad_output, &grad_input}, options_fit(s, divisor_override),
+                          [&](auto type, auto width, const ItemLayout& layout) {
     using T = decltype(type);
-    constexpr int V = decltype(width)::value;
-    const AvgPoolBackwardFast<T, V> op{grad_output.const_data_ptr<T>(), grad_input.mutable_data_ptr<T>(),
-                                       item_layout(grad_input, plan), int(s.in_h), int(s.in_w),
-                                       int(s.out_h), int(s.out_w), window32(s),
-                                       {count_include_pad, int(divisor_override)}};
-    launch_items(op, pool_items(grad_input, plan), c10::cuda::getCurrentCUDAStream());
+    return AvgPoolBackwardFast<T, decltype(width)::value>{
+        grad_output.const_data_ptr<T>(), grad_input.mutable_data_ptr<T>(), layout, int(s.in_h),
+        int(s.in_w), int(s.out_h), int(s.out_w), window32(s),
+        {count_include_pad, int(divisor_override)}};
   });
-  return true;
 }
 
 bool adaptive_avg_pool2d_fast(const at::Tensor& input, const at::Tensor& output,
                               const AdaptivePool2dShape& s) {
-  if (!adaptive_fits(s)) return false;
-  const PoolPlan plan = fast_kernels_on() ? plan_pool(output, {&input, &output}) : PoolPlan{};
-  if (!plan.ok) return false;
-  dispatch_pool(output, plan, [&](auto type, auto width) {
+  return launch_fast_pool(output, {&input, &output}, adaptive_fits(s),
+                          [&](auto type, auto width, const ItemLayout& layout) {
     using T = decltype(type);
-    constexpr int V = decltype(width)::value;
-    const AdaptiveAvgForwardFast<T, V> op{input.const_data_ptr<T>(), output.mutable_data_ptr<T>(),
-                                          item_layout(output, plan), int(s.in_h), int(s.in_w),
-                                          int(s.out_h), int(s.out_w)};
-    launch_items(op, pool_items(output, plan), c10::cuda::getCurrentCUDAStream());
+    return AdaptiveAvgForwardFast<T, decltype(width)::value>{
+        input.const_data_ptr<T>(), output.mutable_data_ptr<T>(), layout, int(s.in_h), int(s.in_w),
+        int(s.out_h), int(s.out_w)};
   });
-  return true;
 }
 
 bool adaptive_avg_pool2d_backward_fast(const at::Tensor& grad_output, const at::Tensor& grad_input,
                                        const AdaptivePool2dShape& s) {
-  if (!adaptive_fits(s)) return false;
-  const PoolPlan plan = fast_kernels_on()
-                          ? plan_pool(grad_input, {&grad_output, &grad_input})
-                          : PoolPlan{};
-  if (!plan.ok) return false;
-  dispatch_pool(grad_input, plan, [&](auto type, auto width) {
+  return launch_fast_pool(grad_input, {&grad_output, &grad_input}, adaptive_fits(s),
+                          [&](auto type, auto width, const ItemLayout& layout) {
     using T = decltype(type);
-    constexpr int V = decltype(width)::value;
-    const AdaptiveAvgBackwardFast<T, V> op{grad_output.const_data_ptr<T>(),
-                                           grad_input.mutable_data_ptr<T>(),
-                                           item_layout(grad_input, plan), int(s.in_h), int(s.in_w),
-                                           int(s.out_h), int(s.out_w)};
-    launch_items(op, pool_items(grad_input, plan), c10::cuda::getCurrentCUDAStream());
+    return AdaptiveAvgBackwardFast<T, decltype(width)::value>{
+        grad_output.const_data_ptr<T>(), grad_input.mutable_data_ptr<T>(), layout, int(s.in_h),
+        int(s.in_w), int(s.out_h), int(s.out_w)};
   });
-  return true;
 }
 
 }  // namespace gpu
