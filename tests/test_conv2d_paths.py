@@ -96,3 +96,40 @@ def test_large_layer_matches_float64_reference():
     expected = TF.conv2d(x, w, padding=1)
     ours = F.conv2d(x.float(), w.float(), padding=1)
     assert relative_error(ours, expected) < 2e-5
+
+
+# Outputs far smaller than their inputs: grad_input takes the scatter form
+# (conv2d_input_scatter.cpp), which skips the taps that would only meet
+# padding.  N, C, H, W, weight, options.
+SMALL_OUTPUT_CASES = {
+    "lenet_c5": ((3, 16, 5, 5), (120, 16, 5, 5), {}),
+    "odd_kernel": ((2, 4, 8, 7), (6, 4, 7, 5), {}),
+    "grouped_dilated": ((2, 6, 9, 9), (4, 3, 3, 3), dict(groups=2, dilation=3)),
+    "strided_padded": ((2, 3, 14, 14), (5, 3, 11, 11), dict(stride=(2, 2), padding=(1, 2))),
+    "empty_batch": ((0, 4, 6, 6), (3, 4, 5, 5), {}),
+}
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("case", list(SMALL_OUTPUT_CASES))
+def test_small_output_grad_input_matches_torch(case, dtype, tolerance, layout):
+    size, weight_size, options = SMALL_OUTPUT_CASES[case]
+    x = torch.randn(size, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(weight_size, dtype=torch.float64)
+    out = TF.conv2d(x, w, **options)
+    stride = options.get("stride", (1, 1))
+    # The regime this test is about: under a quarter of the taps are real.
+    assert out.shape[2] * out.shape[3] * stride[0] * stride[1] < 0.25 * size[2] * size[3]
+    g = torch.randn(out.shape, dtype=torch.float64)
+    (expected,) = torch.autograd.grad(out, x, g)
+    g_ours = g.to(dtype).contiguous(memory_format=layout)
+    ours = torch.ops.pycnn.conv2d_input_backward(
+        g_ours, w.to(dtype), list(size),
+        list(options.get("stride", (1, 1))), list(options.get("padding", (0, 0))),
+        [options.get("dilation", 1)] * 2, options.get("groups", 1))
+    assert ours.shape == expected.shape and ours.dtype == dtype
+    if not g_ours.is_contiguous():  # unambiguously channels_last (a 1x1 output is both)
+        assert ours.is_contiguous(memory_format=torch.channels_last)
+    assert not torch.isnan(ours).any(), "unwritten (NaN) elements"
+    assert relative_error(ours, expected) < tolerance

@@ -8,6 +8,7 @@
 #include "../../shape.h"
 #include "../conv2d.h"
 #include "conv2d_gemm.h"
+#include "conv2d_input_scatter.h"
 #include "strides.h"
 
 namespace pycnn {
@@ -149,7 +150,9 @@ at::Tensor conv2d_input_backward_cpu(const at::Tensor& grad_output, const at::Te
                                                     padding, dilation, groups);
   at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "pycnn.conv2d_input_backward", [&] {
-    if (cpu::conv2d_gemm_suits(s)) {
+    if (cpu::conv2d_input_scatter_suits(s)) {
+      cpu::conv2d_input_backward_scatter<scalar_t>(grad_output, weight, grad_input, s);
+    } else if (cpu::conv2d_gemm_suits(s)) {
       cpu::conv2d_input_backward_gemm<scalar_t>(grad_output, weight, grad_input, s);
     } else {
       conv2d_input_backward_direct<scalar_t>(grad_output, weight, grad_input, s);
