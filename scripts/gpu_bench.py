@@ -7,7 +7,8 @@ Both sides run in one process on the same tensors: warm-up calls first
 CUDA events.  float32 runs with TF32 off on both sides (true float32).  The
 `err` column is max|pycnn - torch| / max|torch| of the timed call's result,
 a check that the kernels are right at these sizes too.  The table comes
-last: op, shape, dtype, pycnn ms, torch ms, ratio (pycnn / torch).
+last: op, shape, dtype, pycnn ms, torch ms, ratio (torch ms / pycnn ms, as in
+`pycnn bench`: above 1, pycnn is faster).
 
     python scripts/gpu_bench.py [--budget-s 100] [--json results.json]
 """
@@ -175,7 +176,7 @@ def main(argv=None):
                 ours_ms, ours_out = time_ms(ours)
                 torch_ms, torch_out = time_ms(theirs)
                 row = dict(op=op, shape=shape, dtype=str(dtype).replace("torch.", ""),
-                           pycnn_ms=ours_ms, torch_ms=torch_ms, ratio=ours_ms / torch_ms,
+                           pycnn_ms=ours_ms, torch_ms=torch_ms, ratio=torch_ms / ours_ms,
                            err=relative_error(ours_out, torch_out))
                 rows.append(row)
                 print(f"  {row['op']:<28} {row['shape']:<44} {row['dtype']:<8} "
@@ -190,7 +191,7 @@ def main(argv=None):
     if skipped:
         print(f"(time budget reached: {skipped} shape(s) not measured)")
     print(f"pycnn vs torch on {torch.cuda.get_device_name()}, torch {torch.__version__}; "
-          f"ratio = pycnn ms / torch ms (lower is better for pycnn); TF32 off")
+          f"ratio = torch ms / pycnn ms (above 1: pycnn faster); TF32 off")
     print(format_table(rows))
     return 0
 
