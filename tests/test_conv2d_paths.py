@@ -110,10 +110,12 @@ SMALL_OUTPUT_CASES = {
 }
 
 
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
 @pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
 @pytest.mark.parametrize("case", list(SMALL_OUTPUT_CASES))
-def test_small_output_grad_input_matches_torch(case, dtype, tolerance, layout):
+def test_small_output_grad_input_matches_torch(case, dtype, tolerance, layout, isa):
+    pycnn.set_cpu_isa(isa)
     size, weight_size, options = SMALL_OUTPUT_CASES[case]
     x = torch.randn(size, dtype=torch.float64, requires_grad=True)
     w = torch.randn(weight_size, dtype=torch.float64)
