@@ -9,6 +9,7 @@
 // on the CPU.  Everything that indexes memory is int64_t.
 #pragma once
 
+#include <ATen/NumericUtils.h>
 #include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -30,6 +31,30 @@ namespace gpu {
 struct Strides4d {
   int64_t n, c, h, w;
 };
+
+// torch's rule for max pooling, in every pycnn max kernel: a NaN takes the
+// place of the maximum (so the last NaN wins), and among equal values the
+// first one stays.
+template <typename acc_t>
+PYCNN_HOST_DEVICE __forceinline__ bool replaces_max(acc_t candidate, acc_t best) {
+  return candidate > best || at::_isnan(candidate);
+}
+
+// Max-pool backward in gather form: the sum of grad_output over the outputs
+// [oh.first, oh.last) x [ow.first, ow.last) whose index chose `target`, in
+// window order (fixed, no atomics).
+template <typename acc_t, typename scalar_t, typename Range>
+PYCNN_HOST_DEVICE acc_t sum_where_chosen(const scalar_t* go_plane, const Strides4d& go_s,
+                                         const int64_t* idx_plane, const Strides4d& idx_s,
+                                         Range oh, Range ow, int64_t target) {
+  acc_t acc = acc_t(0);
+  for (int64_t h = oh.first; h < oh.last; ++h)
+    for (int64_t w = ow.first; w < ow.last; ++w)
+      if (idx_plane[h * idx_s.h + w * idx_s.w] == target) {
+        acc += static_cast<acc_t>(go_plane[h * go_s.h + w * go_s.w]);
+      }
+  return acc;
+}
 
 inline Strides4d strides_of(const at::Tensor& t) {
   return {t.stride(0), t.stride(1), t.stride(2), t.stride(3)};

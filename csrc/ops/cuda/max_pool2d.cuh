@@ -2,7 +2,6 @@
 #pragma once
 
 #include <ATen/AccumulateType.h>
-#include <ATen/NumericUtils.h>
 #include <ATen/core/Tensor.h>
 
 #include <limits>
@@ -49,7 +48,7 @@ struct MaxPoolForward {
       for (int64_t kw = tw.first; kw < tw.last; ++kw) {
         const int64_t iw = w0 + kw * s.dilation_w;
         const acc_t v = static_cast<acc_t>(plane[ih * in_s.h + iw * in_s.w]);
-        if (v > best_val || at::_isnan(v)) {
+        if (replaces_max(v, best_val)) {
           best_val = v;
           best = ih * s.in_w + iw;
         }
@@ -91,14 +90,8 @@ struct MaxPoolBackward {
     const int64_t target = p.h * s.in_w + p.w;
     const scalar_t* go_plane = grad_output + p.n * go_s.n + p.c * go_s.c;
     const int64_t* idx_plane = indices + p.n * idx_s.n + p.c * idx_s.c;
-    acc_t acc = acc_t(0);
-    for (int64_t oh = oh_range.first; oh < oh_range.last; ++oh) {
-      for (int64_t ow = ow_range.first; ow < ow_range.last; ++ow) {
-        if (idx_plane[oh * idx_s.h + ow * idx_s.w] == target) {
-          acc += static_cast<acc_t>(go_plane[oh * go_s.h + ow * go_s.w]);
-        }
-      }
-    }
+    const acc_t acc =
+        sum_where_chosen<acc_t>(go_plane, go_s, idx_plane, idx_s, oh_range, ow_range, target);
     grad_input[offset_of(gi_s, p.n, p.c, p.h, p.w)] = static_cast<scalar_t>(acc);
   }
 };

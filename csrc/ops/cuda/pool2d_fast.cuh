@@ -17,7 +17,6 @@
 #pragma once
 
 #include <ATen/AccumulateType.h>
-#include <ATen/NumericUtils.h>
 
 #include <cstdint>
 #include <limits>
@@ -169,7 +168,7 @@ struct MaxPoolForwardFast {
 #pragma unroll
         for (int j = 0; j < kV; ++j) {
           const acc_t x = static_cast<acc_t>(v.v[j]);
-          if (x > best[j] || at::_isnan(x)) best[j] = x, best_at[j] = int64_t(ih) * in_w + iw;
+          if (replaces_max(x, best[j])) best[j] = x, best_at[j] = int64_t(ih) * in_w + iw;
         }
       }
     }
@@ -399,7 +398,7 @@ struct AdaptiveMaxForwardFast {
 #pragma unroll
         for (int j = 0; j < kV; ++j) {
           const acc_t x = static_cast<acc_t>(v.v[j]);
-          if (x > best[j] || at::_isnan(x)) best[j] = x, best_at[j] = int64_t(ih) * in_w + iw;
+          if (replaces_max(x, best[j])) best[j] = x, best_at[j] = int64_t(ih) * in_w + iw;
         }
       }
     }
