@@ -1,8 +1,10 @@
 #include "conv2d.h"
 
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include "../shape.h"
+#include "ops.h"
 
 namespace pycnn {
 
@@ -145,5 +147,35 @@ TORCH_LIBRARY_FRAGMENT(pycnn, m) {
       tags);
   m.def("conv2d_bias_backward(Tensor grad_output) -> Tensor", tags);
 }
+
+namespace ops {
+
+at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight,
+                  const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                  at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  return PYCNN_OP_HANDLE(conv2d).call(input, weight, bias, stride, padding, dilation, groups);
+}
+
+at::Tensor conv2d_input_backward(const at::Tensor& grad_output, const at::Tensor& weight,
+                                 c10::SymIntArrayRef input_size, at::IntArrayRef stride,
+                                 at::IntArrayRef padding, at::IntArrayRef dilation,
+                                 int64_t groups) {
+  return PYCNN_OP_HANDLE(conv2d_input_backward)
+      .call(grad_output, weight, input_size, stride, padding, dilation, groups);
+}
+
+at::Tensor conv2d_weight_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                  c10::SymIntArrayRef weight_size, at::IntArrayRef stride,
+                                  at::IntArrayRef padding, at::IntArrayRef dilation,
+                                  int64_t groups) {
+  return PYCNN_OP_HANDLE(conv2d_weight_backward)
+      .call(grad_output, input, weight_size, stride, padding, dilation, groups);
+}
+
+at::Tensor conv2d_bias_backward(const at::Tensor& grad_output) {
+  return PYCNN_OP_HANDLE(conv2d_bias_backward).call(grad_output);
+}
+
+}  // namespace ops
 
 }  // namespace pycnn

@@ -1,6 +1,10 @@
-// Schemas of pycnn::max_pool2d_with_indices and its backward.  Indices are
-// flat positions h * W + w inside each input plane, as torch returns them.
+// Schemas of pycnn::max_pool2d_with_indices and its backward, and their C++
+// callers (ops.h).  Indices are flat positions h * W + w inside each input
+// plane, as torch returns them.
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
+
+#include "ops.h"
 
 namespace pycnn {
 
@@ -16,5 +20,24 @@ TORCH_LIBRARY_FRAGMENT(pycnn, m) {
       "-> Tensor",
       tags);
 }
+
+namespace ops {
+
+std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices(
+    const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+    at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
+  return PYCNN_OP_HANDLE(max_pool2d_with_indices)
+      .call(input, kernel_size, stride, padding, dilation, ceil_mode);
+}
+
+at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& indices,
+                               c10::SymIntArrayRef input_size, at::IntArrayRef kernel_size,
+                               at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef dilation, bool ceil_mode) {
+  return PYCNN_OP_HANDLE(max_pool2d_backward)
+      .call(grad_output, indices, input_size, kernel_size, stride, padding, dilation, ceil_mode);
+}
+
+}  // namespace ops
 
 }  // namespace pycnn
