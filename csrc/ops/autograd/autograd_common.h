@@ -9,7 +9,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
-#include <torch/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <vector>
 
