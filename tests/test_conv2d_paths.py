@@ -135,3 +135,44 @@ def test_small_output_grad_input_matches_torch(case, dtype, tolerance, layout, i
         assert ours.is_contiguous(memory_format=torch.channels_last)
     assert not torch.isnan(ours).any(), "unwritten (NaN) elements"
     assert relative_error(ours, expected) < tolerance
+
+
+# Convolutions with at most 8 destination channels, NCHW, groups=1: the
+# pixel-lane path (csrc/ops/cpu/conv2d_narrow.cpp) computes the forward pass
+# (stride 1 along the width) and grad_input.  Widths straddle the vector
+# widths of every ISA (2, 4, 8, 16 lanes) so that partial vectors and the
+# repeated slots of a last, partial tile are exercised.
+NARROW_CASES = {
+    "lenet_c1": dict(shape=(3, 1, 32, 32), weight=(6, 1, 5, 5)),
+    "lenet_c3_grad_input": dict(shape=(2, 6, 14, 14), weight=(16, 6, 5, 5)),
+    "alexnet_conv1_like": dict(shape=(2, 3, 45, 43), weight=(8, 3, 11, 11), stride=4, padding=2),
+    "resnet_stem_like": dict(shape=(1, 3, 33, 34), weight=(5, 3, 7, 7), stride=2, padding=3),
+    "dilated_uneven": dict(shape=(2, 2, 13, 17), weight=(3, 2, 3, 2), stride=(2, 1),
+                           padding=(1, 2), dilation=(2, 3)),
+    "row_stride_only": dict(shape=(1, 4, 12, 19), weight=(7, 4, 2, 3), stride=(3, 1), padding=1),
+    "one_channel_each": dict(shape=(2, 1, 9, 40), weight=(1, 1, 3, 3), padding=1),
+    "eight_channels": dict(shape=(1, 8, 6, 5), weight=(8, 8, 1, 1)),
+    "empty_batch": dict(shape=(0, 3, 8, 8), weight=(4, 3, 3, 3)),
+}
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("case", list(NARROW_CASES))
+def test_few_channel_convolutions_match_torch(case, dtype, tolerance, isa):
+    pycnn.set_cpu_isa(isa)
+    spec = dict(NARROW_CASES[case])
+    torch.manual_seed(7)
+    x64 = torch.randn(spec.pop("shape"), dtype=torch.float64)
+    w64 = torch.randn(spec.pop("weight"), dtype=torch.float64)
+    b64 = torch.randn(w64.shape[0], dtype=torch.float64)
+    x, w, b = (t.to(dtype).requires_grad_() for t in (x64, w64, b64))
+    x64, w64, b64 = (t.requires_grad_() for t in (x64, w64, b64))
+    out = F.conv2d(x, w, b, **spec)
+    ref = TF.conv2d(x64, w64, b64, **spec)
+    assert relative_error(out, ref) <= tolerance
+    g = torch.randn(ref.shape, dtype=torch.float64)
+    ours = torch.autograd.grad(out, (x, w, b), g.to(dtype))
+    theirs = torch.autograd.grad(ref, (x64, w64, b64), g)
+    for got, expected in zip(ours, theirs):
+        assert relative_error(got, expected) <= tolerance

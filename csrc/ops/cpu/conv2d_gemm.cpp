@@ -333,9 +333,8 @@ std::vector<Tap> forward_taps(const Conv2dShape& s) {
   return taps;
 }
 
-// Taps of stride phase `phase` (input positions phase + k*stride) along one
-// dimension: kernel indices r with (phase + pad - r*dilation) divisible by
-// stride, and the grad_output offset they read.
+}  // namespace
+
 std::vector<std::pair<int64_t, int64_t>> phase_taps(int64_t phase, int64_t kernel, int64_t stride,
                                                     int64_t pad, int64_t dilation) {
   std::vector<std::pair<int64_t, int64_t>> out;
@@ -345,8 +344,6 @@ std::vector<std::pair<int64_t, int64_t>> phase_taps(int64_t phase, int64_t kerne
   }
   return out;
 }
-
-}  // namespace
 
 bool conv2d_gemm_suits(const Conv2dShape& s) { return s.out_channels_per_group() >= 2; }
 

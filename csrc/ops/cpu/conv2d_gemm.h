@@ -10,10 +10,19 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <utility>
+#include <vector>
+
 #include "../conv2d.h"
 
 namespace pycnn {
 namespace cpu {
+
+// Taps of stride phase `phase` (input positions phase + k*stride) along one
+// dimension, for grad_input: the kernel indices r with (phase + pad -
+// r*dilation) divisible by stride, each with the grad_output offset it reads.
+std::vector<std::pair<int64_t, int64_t>> phase_taps(int64_t phase, int64_t kernel, int64_t stride,
+                                                    int64_t pad, int64_t dilation);
 
 // Whether the GEMM path suits this convolution; depthwise and other
 // one-channel-per-group convolutions go to the direct kernels instead.

@@ -9,6 +9,7 @@
 #include "../conv2d.h"
 #include "conv2d_gemm.h"
 #include "conv2d_input_scatter.h"
+#include "conv2d_narrow.h"
 #include "strides.h"
 
 namespace pycnn {
@@ -133,7 +134,9 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight,
   at::Tensor output = empty_in_layout_of(s.output_size(), input);
   const at::Tensor bias = bias_opt.value_or(at::Tensor());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "pycnn.conv2d", [&] {
-    if (cpu::conv2d_gemm_suits(s)) {
+    if (cpu::conv2d_forward_narrow_suits(s, input, output)) {
+      cpu::conv2d_forward_narrow<scalar_t>(input, weight, bias, output, s);
+    } else if (cpu::conv2d_gemm_suits(s)) {
       cpu::conv2d_forward_gemm<scalar_t>(input, weight, bias, output, s);
     } else {
       conv2d_forward_direct<scalar_t>(input, weight, bias, output, s);
@@ -152,6 +155,8 @@ at::Tensor conv2d_input_backward_cpu(const at::Tensor& grad_output, const at::Te
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "pycnn.conv2d_input_backward", [&] {
     if (cpu::conv2d_input_scatter_suits(s)) {
       cpu::conv2d_input_backward_scatter<scalar_t>(grad_output, weight, grad_input, s);
+    } else if (cpu::conv2d_input_backward_narrow_suits(s, grad_output, grad_input)) {
+      cpu::conv2d_input_backward_narrow<scalar_t>(grad_output, weight, grad_input, s);
     } else if (cpu::conv2d_gemm_suits(s)) {
       cpu::conv2d_input_backward_gemm<scalar_t>(grad_output, weight, grad_input, s);
     } else {

@@ -38,6 +38,31 @@ struct IndirectKernel {
   IndirectKernelFn<T> run = nullptr;
 };
 
+// The pixel-lane kernel, for convolutions with few destination channels
+// (LeNet's C1 forward, grad_input of 3-channel stems): there the kernel
+// above would leave most of its NR columns empty, so this one puts output
+// pixels on the vector lanes and the destination channels in the rows:
+//
+//   C[i][v*L + l] = init + sum_t  a[t * MR + i] * src[vecoff[v] + stepoff[t] + l]
+//
+// for i < MR, v < NV, l < L (L = vector width): vector v covers L
+// neighbouring pixels of one row (vecoff: where the first one's window
+// starts), step t is a (channel, tap) pair (stepoff: where it reads, relative
+// to that), a holds the packed weights.  init is C itself when `accumulate`,
+// else 0.  C rows are ldc apart.
+template <typename T>
+using LaneKernelFn = void (*)(int64_t steps, const T* a, const T* src, const int64_t* vecoff,
+                              const int64_t* stepoff, T* c, int64_t ldc, bool accumulate);
+
+template <typename T>
+struct LaneKernel {
+  int mr = 0;
+  int nv = 0;
+  LaneKernelFn<T> run = nullptr;
+};
+
+constexpr int kMaxLaneRows = 8;
+
 constexpr int kMaxKernelShapes = 4;
 
 template <typename T>
@@ -46,6 +71,7 @@ struct KernelSet {
   int vector_width = 1;  // elements of T per SIMD register
   int count = 0;
   IndirectKernel<T> shapes[kMaxKernelShapes];  // the tile shapes on offer, widest NR first
+  LaneKernel<T> lane[kMaxLaneRows + 1];         // lane[m]: the pixel-lane kernel with MR = m
 };
 
 // One set per instruction set and dtype, defined in microkernels_<isa>.cpp.

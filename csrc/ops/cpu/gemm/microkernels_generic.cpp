@@ -18,6 +18,7 @@ KernelSet<T> make_generic_set() {
   set.count = 2;
   set.shapes[0] = shape<T, 16, 4, 2>();
   set.shapes[1] = shape<T, 16, 8, 1>();
+  fill_lane_kernels<T, 16, 16>(set);
   return set;
 }
 }  // namespace

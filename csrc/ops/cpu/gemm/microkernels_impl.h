@@ -92,6 +92,66 @@ IndirectKernel<T> shape() {
   return k;
 }
 
+template <typename T, int Bytes, int MR, int NV>
+void lane_kernel(int64_t steps, const T* __restrict a, const T* __restrict src,
+                 const int64_t* __restrict vecoff, const int64_t* __restrict stepoff,
+                 T* __restrict c, int64_t ldc, bool accumulate) {
+  using V = typename VecOf<T, Bytes>::type;
+  constexpr int L = VecOf<T, Bytes>::lanes;
+  V acc[MR][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[i][v] = accumulate ? load<V>(c + i * ldc + v * L) : V{};
+  const T* vecs[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) vecs[v] = src + vecoff[v];
+  for (int64_t t = 0; t < steps; ++t) {
+    const int64_t o = stepoff[t];
+    V x[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) x[v] = load<V>(vecs[v] + o);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const V w = broadcast<V>(a[i]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[i][v] += w * x[v];
+    }
+    a += MR;
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) store(c + i * ldc + v * L, acc[i][v]);
+}
+
+template <typename T, int Bytes, int MR, int NV>
+LaneKernel<T> lane_shape() {
+  LaneKernel<T> k;
+  k.mr = MR;
+  k.nv = NV;
+  k.run = &lane_kernel<T, Bytes, MR, NV>;
+  return k;
+}
+
+// lane[1..8] of a set: NV per MR so that the MR x NV accumulators, the NV
+// source vectors and a broadcast fit the register file (`registers`).
+template <typename T, int Bytes, int Registers>
+void fill_lane_kernels(KernelSet<T>& set) {
+  constexpr auto nv = [](int mr) {
+    int n = (Registers - 1) / (mr + 1);
+    return n < 1 ? 1 : (n > 8 ? 8 : n);
+  };
+  set.lane[1] = lane_shape<T, Bytes, 1, nv(1)>();
+  set.lane[2] = lane_shape<T, Bytes, 2, nv(2)>();
+  set.lane[3] = lane_shape<T, Bytes, 3, nv(3)>();
+  set.lane[4] = lane_shape<T, Bytes, 4, nv(4)>();
+  set.lane[5] = lane_shape<T, Bytes, 5, nv(5)>();
+  set.lane[6] = lane_shape<T, Bytes, 6, nv(6)>();
+  set.lane[7] = lane_shape<T, Bytes, 7, nv(7)>();
+  set.lane[8] = lane_shape<T, Bytes, 8, nv(8)>();
+}
+
 }  // namespace
 }  // namespace cpu
 }  // namespace pycnn
