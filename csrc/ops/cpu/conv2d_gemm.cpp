@@ -179,24 +179,40 @@ int64_t band_rows_for(int64_t grid_h, int64_t units_without_bands, int64_t bytes
   return std::max<int64_t>(rows, 1);
 }
 
+// Scratch that outlives the call, one per thread and Purpose: a fresh
+// weight-sized buffer (9 MB for a 512x512 3x3 layer) costs a page fault per
+// 4 KiB on every call, 3-4 ms at this machine's fault rate, more than
+// packing it.  Each thread keeps the largest size it has needed (bounded by
+// the largest layer's weights).
+enum class Scratch { packed_weights, weight_partial };
+
+template <Scratch Purpose, typename T>
+T* thread_scratch(int64_t count) {
+  static thread_local std::vector<T> storage;
+  if (static_cast<int64_t>(storage.size()) < count) storage.resize(static_cast<size_t>(count));
+  return storage.data();
+}
+
 // Weights as B panels for the micro-kernel: [group][column tile][kd][NR],
-// zero past the last column.
+// zero past the last column.  The panels live in the calling thread's
+// scratch until its next call.
 template <typename T, typename WeightAt>
-std::vector<T> pack_weights(const GatherConv<T>& p, int64_t nr, WeightAt weight_at) {
+const T* pack_weights(const GatherConv<T>& p, int64_t nr, WeightAt weight_at) {
   const int64_t ntaps = static_cast<int64_t>(p.taps.size());
   const int64_t kd_count = p.src_channels * ntaps;
   const int64_t tiles = (p.dst_channels + nr - 1) / nr;
-  std::vector<T> packed(static_cast<size_t>(p.groups * tiles * kd_count * nr), T(0));
+  T* const packed = thread_scratch<Scratch::packed_weights, T>(p.groups * tiles * kd_count * nr);
   at::parallel_for(0, p.groups * tiles, 1, [&](int64_t begin, int64_t end) {
     for (int64_t gt = begin; gt < end; ++gt) {
       const int64_t g = gt / tiles, tile = gt % tiles;
-      T* panel = packed.data() + gt * kd_count * nr;
+      T* panel = packed + gt * kd_count * nr;
       const int64_t cols = std::min(nr, p.dst_channels - tile * nr);
       for (int64_t ch = 0; ch < p.src_channels; ++ch) {
         for (int64_t t = 0; t < ntaps; ++t) {
           const int64_t kd = p.channel_fastest ? t * p.src_channels + ch : ch * ntaps + t;
           T* row = panel + kd * nr;
           for (int64_t j = 0; j < cols; ++j) row[j] = weight_at(g, tile * nr + j, ch, p.taps[t]);
+          for (int64_t j = cols; j < nr; ++j) row[j] = T(0);
         }
       }
     }
@@ -242,7 +258,7 @@ void run_gather_conv(const GatherConv<T>& p, WeightAt weight_at) {
   const int64_t ntaps = static_cast<int64_t>(p.taps.size());
   const int64_t kd_count = p.src_channels * ntaps;
   const int64_t col_tiles = (p.dst_channels + nr - 1) / nr;
-  const std::vector<T> packed = pack_weights(p, nr, weight_at);
+  const T* const packed = pack_weights(p, nr, weight_at);
 
   std::vector<T> bias_padded;
   if (p.bias) {
@@ -302,7 +318,7 @@ void run_gather_conv(const GatherConv<T>& p, WeightAt weight_at) {
       }
 
       T* dst_image = p.dst.data + n * p.dst.n + g * p.dst_channels * p.dst.c;
-      const T* panels = packed.data() + g * col_tiles * kd_count * nr;
+      const T* panels = packed + g * col_tiles * kd_count * nr;
       const T* bias = p.bias ? bias_padded.data() + g * col_tiles * nr : nullptr;
       T* acc = acc_buffer.get(tiles * mr * nr);  // [pixel][nr] of the current column tile
       for (int64_t tile = 0; tile < col_tiles; ++tile) {
@@ -450,14 +466,14 @@ void conv2d_weight_backward_gemm(const at::Tensor& grad_output, const at::Tensor
     return g * kd_padded * cols_padded + ((kd / mr) * col_tiles + col / nr) * tile_size +
            (kd % mr) * nr + col % nr;
   };
-  std::vector<at::Tensor> partials(at::get_num_threads());
+  std::vector<T*> partials(at::get_num_threads(), nullptr);
   const int64_t units = s.batch * s.groups * bands;
   at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
-    at::Tensor& partial_tensor = partials[at::get_thread_num()];
-    if (!partial_tensor.defined()) {
-      partial_tensor = at::zeros({partial_size}, grad_output.options());
+    T*& partial = partials[at::get_thread_num()];
+    if (partial == nullptr) {
+      partial = thread_scratch<Scratch::weight_partial, T>(partial_size);
+      std::fill_n(partial, partial_size, T(0));
     }
-    T* partial = partial_tensor.data_ptr<T>();
     Buffer<T> window_buffer, grad_buffer;
     Buffer<int64_t> offset_buffer;
     for (int64_t unit = begin; unit < end; ++unit) {
@@ -504,8 +520,8 @@ void conv2d_weight_backward_gemm(const at::Tensor& grad_output, const at::Tensor
   // (Gathering each weight element's partials in grad_weight's order read
   // every one from another cache line: half of VGG conv5's wgrad time.)
   std::vector<const T*> parts;
-  for (const at::Tensor& partial : partials)
-    if (partial.defined()) parts.push_back(partial.const_data_ptr<T>());
+  for (const T* partial : partials)
+    if (partial != nullptr) parts.push_back(partial);
   const View4<T> gw = view_of<T>(grad_weight);
   const int64_t kd_tiles = kd_padded / mr;
   at::parallel_for(0, s.groups * col_tiles, 1, [&](int64_t begin, int64_t end) {
