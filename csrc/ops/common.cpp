@@ -4,6 +4,7 @@
 #include <c10/util/Exception.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <limits>
 #include <sstream>
 
@@ -100,14 +101,26 @@ namespace {
 // kernels that fill it.  Asking for transparent huge pages on the 2 MiB-aligned
 // interior makes that one fault per 2 MiB (4x faster to write fresh memory
 // on the development machine).  Memory already mapped is left as it is; where
-// the kernel does not support the advice it is a no-op.
+// the kernel does not support the advice it is a no-op.  The price, on a
+// virtual machine whose host reclaims freed guest memory: the first dozen
+// calls after memory went back to the host can take 3x longer (huge pages
+// are backed anew), before the 3-4x gain sets in.  PYCNN_HUGE_PAGES=0 in the
+// environment turns the advice off.
 constexpr int64_t kHugePageBytes = int64_t{2} << 20;
 constexpr int64_t kHugePageAdviceMinBytes = 2 * kHugePageBytes;
+
+bool huge_pages_enabled() {
+  static const bool enabled = [] {
+    const char* value = std::getenv("PYCNN_HUGE_PAGES");
+    return value == nullptr || std::string(value) != "0";
+  }();
+  return enabled;
+}
 
 void advise_huge_pages(const at::Tensor& t) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   const int64_t bytes = static_cast<int64_t>(t.storage().nbytes());
-  if (!t.is_cpu() || bytes < kHugePageAdviceMinBytes) return;
+  if (!t.is_cpu() || bytes < kHugePageAdviceMinBytes || !huge_pages_enabled()) return;
   const auto begin = reinterpret_cast<uintptr_t>(t.storage().data());
   const uintptr_t first = (begin + kHugePageBytes - 1) & ~uintptr_t(kHugePageBytes - 1);
   const uintptr_t last = (begin + bytes) & ~uintptr_t(kHugePageBytes - 1);
