@@ -176,3 +176,50 @@ def test_few_channel_convolutions_match_torch(case, dtype, tolerance, isa):
     theirs = torch.autograd.grad(ref, (x64, w64, b64), g)
     for got, expected in zip(ours, theirs):
         assert relative_error(got, expected) <= tolerance
+
+
+# Small images: below a few hundred pixels per batch and under weights larger
+# than the activations, the threads split the output channels and pack the
+# weights block by block (the column split); otherwise tasks take several
+# whole images each, and so do grad_weight's (whose first task per thread
+# writes its accumulator instead of adding to it).  Which applies depends on
+# the thread count, so both counts run.
+SMALL_IMAGE_CASES = {
+    "column_split_one_image": dict(shape=(1, 48, 5, 5), weight=(128, 48, 3, 3), padding=1),
+    "column_split_strided": dict(shape=(2, 32, 9, 9), weight=(128, 32, 3, 3), stride=2, padding=1),
+    "column_split_partial_tile": dict(shape=(3, 20, 4, 6), weight=(200, 20, 3, 3), padding=(0, 1)),
+    "images_per_task": dict(shape=(8, 32, 6, 6), weight=(16, 32, 3, 3), padding=1),
+    "images_per_task_dilated": dict(shape=(6, 8, 5, 7), weight=(24, 8, 3, 2), padding=(2, 1),
+                                    dilation=(2, 1)),
+    "images_per_task_in_place": dict(shape=(8, 16, 7, 7), weight=(40, 16, 3, 3)),
+    "images_per_task_groups": dict(shape=(8, 16, 4, 4), weight=(32, 8, 3, 3), padding=1, groups=2),
+}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("case", list(SMALL_IMAGE_CASES))
+def test_small_image_convolutions_match_torch(case, dtype, tolerance, layout, isa, threads):
+    pycnn.set_cpu_isa(isa)
+    spec = dict(SMALL_IMAGE_CASES[case])
+    torch.manual_seed(11)
+    x64 = torch.randn(spec.pop("shape"), dtype=torch.float64).contiguous(memory_format=layout)
+    w64 = torch.randn(spec.pop("weight"), dtype=torch.float64)
+    b64 = torch.randn(w64.shape[0], dtype=torch.float64)
+    x, w, b = (t.to(dtype).requires_grad_() for t in (x64, w64, b64))
+    x64, w64, b64 = (t.requires_grad_() for t in (x64, w64, b64))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = F.conv2d(x, w, b, **spec)
+        g = torch.randn(out.shape, dtype=torch.float64)
+        ours = torch.autograd.grad(out, (x, w, b), g.to(dtype))
+    finally:
+        torch.set_num_threads(previous)
+    ref = TF.conv2d(x64, w64, b64, **spec)
+    assert relative_error(out, ref) <= tolerance
+    theirs = torch.autograd.grad(ref, (x64, w64, b64), g)
+    for got, expected in zip(ours, theirs):
+        assert relative_error(got, expected) <= tolerance

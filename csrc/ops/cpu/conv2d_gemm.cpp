@@ -48,28 +48,27 @@ struct Buffer {
   }
 };
 
-// Part of one image (channels x rows x cols, whose element (c, row, col) is
-// source coordinate (c, row0 + row, col0 + col)), readable at every offset
-// the taps produce: the tensor itself when the part lies inside it, else a
-// copy with zeros wherever it falls outside.
+// Part of `count` consecutive images (each channels x rows x cols, whose
+// element (c, row, col) is source coordinate (c, row0 + row, col0 + col)),
+// readable at every offset the taps produce: the tensor itself when the
+// part lies inside it, else a copy with zeros wherever it falls outside.
+// Image m's part starts at data + m * image_stride.
 template <typename T>
 struct Window {
   const T* data;
   int64_t cs, rs, ws;
   int64_t row0, col0;
+  int64_t image_stride;
 };
 
+// One image's part, copied with its zero border into `out`: [rows][cols][channels]
+// when channels_last, else [channels][rows][cols].
 template <typename T>
-Window<T> make_window(const T* image, int64_t cs, int64_t hs, int64_t ws, int64_t channels,
-                      int64_t height, int64_t width, int64_t row0, int64_t rows, int64_t col0,
-                      int64_t cols, bool channels_last, Buffer<T>& buffer) {
-  if (row0 >= 0 && row0 + rows <= height && col0 >= 0 && col0 + cols <= width) {
-    return {image + row0 * hs + col0 * ws, cs, hs, ws, row0, col0};
-  }
-  T* out = buffer.get(channels * rows * cols);
+void copy_window(const T* image, int64_t cs, int64_t hs, int64_t ws, int64_t channels,
+                 int64_t height, int64_t width, int64_t row0, int64_t rows, int64_t col0,
+                 int64_t cols, bool channels_last, T* out) {
   const int64_t c_lo = std::max<int64_t>(0, -col0), c_hi = std::min(cols, width - col0);
   if (channels_last) {
-    // [rows][cols][channels]
     for (int64_t r = 0; r < rows; ++r) {
       T* line = out + r * cols * channels;
       const int64_t src_row = row0 + r;
@@ -89,9 +88,8 @@ Window<T> make_window(const T* image, int64_t cs, int64_t hs, int64_t ws, int64_
       }
       if (c_hi < cols) std::memset(line + c_hi * channels, 0, sizeof(T) * (cols - c_hi) * channels);
     }
-    return {out, 1, cols * channels, channels, row0, col0};
+    return;
   }
-  // [channels][rows][cols]
   for (int64_t ch = 0; ch < channels; ++ch) {
     for (int64_t r = 0; r < rows; ++r) {
       T* line = out + (ch * rows + r) * cols;
@@ -110,7 +108,25 @@ Window<T> make_window(const T* image, int64_t cs, int64_t hs, int64_t ws, int64_
       if (c_hi < cols) std::memset(line + c_hi, 0, sizeof(T) * (cols - c_hi));
     }
   }
-  return {out, rows * cols, cols, 1, row0, col0};
+}
+
+// `image` is the first of `count` images, `ns` elements apart.
+template <typename T>
+Window<T> make_window(const T* image, int64_t ns, int64_t count, int64_t cs, int64_t hs,
+                      int64_t ws, int64_t channels, int64_t height, int64_t width, int64_t row0,
+                      int64_t rows, int64_t col0, int64_t cols, bool channels_last,
+                      Buffer<T>& buffer) {
+  if (row0 >= 0 && row0 + rows <= height && col0 >= 0 && col0 + cols <= width) {
+    return {image + row0 * hs + col0 * ws, cs, hs, ws, row0, col0, ns};
+  }
+  const int64_t size = channels * rows * cols;
+  T* out = buffer.get(count * size);
+  for (int64_t m = 0; m < count; ++m) {
+    copy_window(image + m * ns, cs, hs, ws, channels, height, width, row0, rows, col0, cols,
+                channels_last, out + m * size);
+  }
+  if (channels_last) return {out, 1, cols * channels, channels, row0, col0, size};
+  return {out, rows * cols, cols, 1, row0, col0, size};
 }
 
 // A convolution-like product in gather form, for one group of one image:
@@ -167,6 +183,16 @@ TapBounds tap_bounds(const std::vector<Tap>& taps) {
 // leaving the rest to the weights.
 constexpr int64_t kBandBytes = 512 * 1024;
 
+// Pixels a task should reach, batching small images, before its micro-kernel
+// tiles are nearly all full and its weight panels are reused enough.
+constexpr int64_t kMinTaskPixels = 192;
+// grad_weight's tasks reduce over their pixels into a weight-sized
+// accumulator that lives in memory: more pixels per task, fewer passes over
+// it.  Its working set may fill L2 (window plus grad_output rows): ResNet's
+// 512-channel 7x7 grad_weight 14.9 -> 12.6 ms with four images per task.
+constexpr int64_t kMinWgradPixels = 384;
+constexpr int64_t kWgradTaskBytes = 1024 * 1024;
+
 // Output-grid rows per task: a working set within kBandBytes, and enough
 // tasks to keep every thread busy even for one image.
 int64_t band_rows_for(int64_t grid_h, int64_t units_without_bands, int64_t bytes_per_row) {
@@ -177,6 +203,25 @@ int64_t band_rows_for(int64_t grid_h, int64_t units_without_bands, int64_t bytes
     rows = (rows + 1) / 2;
   }
   return std::max<int64_t>(rows, 1);
+}
+
+// Whole images per task when a task's band is a whole image.  Small images
+// (ResNet's 7x7 layer4) give the micro-kernel too few pixels: 49 pixels fill
+// 9 tiles of 6 rows (9 % idle), every weight panel streams from L3 once per
+// image, and grad_weight reads and writes its weight-sized accumulator once
+// per 49-pixel reduction.  Tasks take several images, as long as their
+// working set stays within budget_bytes and every thread gets the same
+// number of tasks.
+int64_t images_per_unit(int64_t batch, int64_t groups, int64_t image_pixels,
+                        int64_t image_bytes, int64_t target_pixels, int64_t budget_bytes) {
+  const int64_t threads = at::get_num_threads();
+  int64_t best = 1;
+  for (int64_t count = 2; count <= batch && (count - 1) * image_pixels < target_pixels; ++count) {
+    const int64_t units = (batch + count - 1) / count * groups;
+    if (count * image_bytes > budget_bytes || units < threads) break;
+    if (batch % count == 0 && units % threads == 0) best = count;
+  }
+  return best;
 }
 
 // Scratch that outlives the call, one per thread and Purpose: a fresh
@@ -193,47 +238,71 @@ T* thread_scratch(int64_t count) {
   return storage.data();
 }
 
-// Weights as B panels for the micro-kernel: [group][column tile][kd][NR],
-// zero past the last column.  The panels live in the calling thread's
-// scratch until its next call.
-template <typename T, typename WeightAt>
-const T* pack_weights(const GatherConv<T>& p, int64_t nr, WeightAt weight_at) {
+// Where the weights of a GatherConv live: element (group g, destination
+// column j, source channel ch, tap t) is
+// data[g * group_stride + j * col_stride + ch * channel_stride + tap_off[t]].
+template <typename T>
+struct WeightLayout {
+  const T* data;
+  int64_t group_stride, col_stride, channel_stride;
+  std::vector<int64_t> tap_off;
+};
+
+// Offset of each reduction step kd within a column's weights.
+template <typename T>
+std::vector<int64_t> weight_step_offsets(const GatherConv<T>& p, const WeightLayout<T>& w) {
   const int64_t ntaps = static_cast<int64_t>(p.taps.size());
-  const int64_t kd_count = p.src_channels * ntaps;
-  const int64_t tiles = (p.dst_channels + nr - 1) / nr;
-  T* const packed = thread_scratch<Scratch::packed_weights, T>(p.groups * tiles * kd_count * nr);
+  std::vector<int64_t> kd_off(static_cast<size_t>(p.src_channels * ntaps));
+  for (int64_t kd = 0; kd < p.src_channels * ntaps; ++kd) {
+    const int64_t ch = p.channel_fastest ? kd % p.src_channels : kd / ntaps;
+    const int64_t t = p.channel_fastest ? kd / p.src_channels : kd % ntaps;
+    kd_off[kd] = ch * w.channel_stride + w.tap_off[t];
+  }
+  return kd_off;
+}
+
+// Rows [kd0, kd1) of the B panel of column tile `tile` in group g, as
+// dst[(kd - kd0) * nr + j], zero past the last column.
+template <typename T>
+void pack_panel(const GatherConv<T>& p, const WeightLayout<T>& w, const int64_t* kd_off,
+                int64_t g, int64_t tile, int64_t nr, int64_t kd0, int64_t kd1, T* dst) {
+  const int64_t cols = std::min(nr, p.dst_channels - tile * nr);
+  const T* const first = w.data + g * w.group_stride + tile * nr * w.col_stride;
   // A transpose through an L1-sized block: each column's kKdBlock reduction
   // steps are read together (neighbours in a weight row), then written out
   // as whole panel rows.  Reading one element of each of the NR weight rows
   // per step, as the panel's order would, strides C*R*S elements and misses
-  // L1 on most reads: the block saves about 0.5 ms per call on a 512x512 3x3
-  // layer, whose remaining ~3.5 ms is writing 9 MB of panels.
+  // L1 on most reads.
   constexpr int64_t kKdBlock = 16, kMaxNr = 64;
-  TORCH_INTERNAL_ASSERT(nr <= kMaxNr, "pack_weights: NR ", nr, " exceeds ", kMaxNr);
+  TORCH_INTERNAL_ASSERT(nr <= kMaxNr, "pack_panel: NR ", nr, " exceeds ", kMaxNr);
+  T block[kMaxNr][kKdBlock];
+  const T* column[kMaxNr];
+  for (int64_t j = 0; j < cols; ++j) column[j] = first + j * w.col_stride;
+  for (int64_t b0 = kd0; b0 < kd1; b0 += kKdBlock) {
+    const int64_t steps = std::min(kKdBlock, kd1 - b0);
+    const int64_t* off = kd_off + b0;
+    for (int64_t j = 0; j < cols; ++j)
+      for (int64_t k = 0; k < steps; ++k) block[j][k] = column[j][off[k]];
+    for (int64_t k = 0; k < steps; ++k) {
+      T* row = dst + (b0 - kd0 + k) * nr;
+      for (int64_t j = 0; j < cols; ++j) row[j] = block[j][k];
+      for (int64_t j = cols; j < nr; ++j) row[j] = T(0);
+    }
+  }
+}
+
+// Weights as B panels for the micro-kernel: [group][column tile][kd][NR].
+// The panels live in the calling thread's scratch until its next call.
+template <typename T>
+const T* pack_weights(const GatherConv<T>& p, int64_t nr, const WeightLayout<T>& w) {
+  const int64_t kd_count = p.src_channels * static_cast<int64_t>(p.taps.size());
+  const int64_t tiles = (p.dst_channels + nr - 1) / nr;
+  T* const packed = thread_scratch<Scratch::packed_weights, T>(p.groups * tiles * kd_count * nr);
+  const std::vector<int64_t> kd_off = weight_step_offsets(p, w);
   at::parallel_for(0, p.groups * tiles, 1, [&](int64_t begin, int64_t end) {
     for (int64_t gt = begin; gt < end; ++gt) {
-      const int64_t g = gt / tiles, tile = gt % tiles;
-      T* panel = packed + gt * kd_count * nr;
-      const int64_t cols = std::min(nr, p.dst_channels - tile * nr);
-      T block[kMaxNr][kKdBlock];
-      int64_t ch_of[kKdBlock];
-      const Tap* tap_of[kKdBlock];
-      for (int64_t kd0 = 0; kd0 < kd_count; kd0 += kKdBlock) {
-        const int64_t steps = std::min(kKdBlock, kd_count - kd0);
-        for (int64_t k = 0; k < steps; ++k) {
-          const int64_t kd = kd0 + k;
-          ch_of[k] = p.channel_fastest ? kd % p.src_channels : kd / ntaps;
-          tap_of[k] = &p.taps[p.channel_fastest ? kd / p.src_channels : kd % ntaps];
-        }
-        for (int64_t j = 0; j < cols; ++j)
-          for (int64_t k = 0; k < steps; ++k)
-            block[j][k] = weight_at(g, tile * nr + j, ch_of[k], *tap_of[k]);
-        for (int64_t k = 0; k < steps; ++k) {
-          T* row = panel + (kd0 + k) * nr;
-          for (int64_t j = 0; j < cols; ++j) row[j] = block[j][k];
-          for (int64_t j = cols; j < nr; ++j) row[j] = T(0);
-        }
-      }
+      pack_panel(p, w, kd_off.data(), gt / tiles, gt % tiles, nr, 0, kd_count,
+                 packed + gt * kd_count * nr);
     }
   });
   return packed;
@@ -269,70 +338,179 @@ void store_band(const T* acc, int64_t pixels, int64_t nr, int64_t cols, T* dst,
   }
 }
 
-template <typename T, typename WeightAt>
-void run_gather_conv(const GatherConv<T>& p, WeightAt weight_at) {
+// The bias of every group, zero-padded to whole column tiles.
+template <typename T>
+std::vector<T> padded_bias(const GatherConv<T>& p, int64_t col_tiles, int64_t nr) {
+  std::vector<T> bias;
+  if (p.bias) {
+    bias.assign(static_cast<size_t>(p.groups * col_tiles * nr), T(0));
+    for (int64_t g = 0; g < p.groups; ++g)
+      for (int64_t o = 0; o < p.dst_channels; ++o)
+        bias[g * col_tiles * nr + o] = p.bias[(g * p.dst_channels + o) * p.bias_stride];
+  }
+  return bias;
+}
+
+// Bytes of one weight block in the column-split path: the block is packed
+// and used within one thread, so it stays in L2 beside the accumulator.
+constexpr int64_t kSplitBlockBytes = 64 * 1024;
+
+// Whether the threads should split the output channels rather than the
+// images: a batch with too few pixels to give every thread a task of
+// kMinTaskPixels, under weights larger than its activations (ResNet's 7x7
+// layer4 at batch 1-4: 9.4 MB of weights, 0.2-0.7 MB of padded input).
+// Split by images, a thread had one image of 49 pixels or a band of it, and
+// packed weights for it alone; split by columns, each thread packs one L2
+// block of its column tile at a time, just before every pixel of the batch
+// passes over it.  Measured here, forward plus grad_input of that layer:
+// batch 1 11.2 -> 4.7 ms, batch 4 16.7 -> 13.7 ms; at batch 8 the two
+// splits tie, and a stride-2 layer (256 -> 512 channels, 14x14 input) lost
+// a quarter with columns, so larger batches keep the image split.
+template <typename T>
+bool column_split_suits(const GatherConv<T>& p, int64_t mr, int64_t nr, int64_t window_bytes) {
+  const int64_t threads = at::get_num_threads();
+  const int64_t col_tiles = (p.dst_channels + nr - 1) / nr;
+  const int64_t tsize = static_cast<int64_t>(sizeof(T));
+  const int64_t pixels = p.batch * p.grid_h * p.grid_w;
+  const int64_t acc_bytes = round_up(pixels, mr) * nr * tsize;
+  const int64_t weight_bytes = col_tiles * nr * p.src_channels * static_cast<int64_t>(p.taps.size()) * tsize;
+  return p.groups == 1 && !p.taps.empty() && p.src_channels > 0 && col_tiles % threads == 0 &&
+         pixels < kMinTaskPixels * threads && acc_bytes <= kBandBytes &&
+         window_bytes <= weight_bytes;
+}
+
+template <typename T>
+void run_column_split(const GatherConv<T>& p, const WeightLayout<T>& weights,
+                      const IndirectKernel<T>& kernel, const TapBounds& tb, int64_t win_cols) {
+  const int64_t mr = kernel.mr, nr = kernel.nr;
+  const int64_t kd_count = p.src_channels * static_cast<int64_t>(p.taps.size());
+  const int64_t col_tiles = (p.dst_channels + nr - 1) / nr;
+  const std::vector<T> bias = padded_bias(p, col_tiles, nr);
+  const std::vector<int64_t> kd_off = weight_step_offsets(p, weights);
+  const int64_t image_pixels = p.grid_h * p.grid_w, pixels = p.batch * image_pixels;
+  const int64_t tiles = (pixels + mr - 1) / mr;
+
+  // Every image's window, shared by the threads.
+  Buffer<T> window_buffer;
+  const int64_t rows = (p.grid_h - 1) * p.step_h + tb.max_dh - tb.min_dh + 1;
+  const Window<T> win = make_window(p.src.data, p.src.n, p.batch, p.src.c, p.src.h, p.src.w,
+                                    p.src_channels, p.src_height, p.src_width, tb.min_dh, rows,
+                                    tb.min_dw, win_cols, p.channel_fastest, window_buffer);
+  std::vector<int64_t> step_off(static_cast<size_t>(kd_count));
+  fill_step_offsets(win, p.taps, p.src_channels, p.channel_fastest, step_off.data());
+  std::vector<int64_t> row_off(static_cast<size_t>(tiles * mr)), dst_off(static_cast<size_t>(image_pixels));
+  for (int64_t q = 0; q < tiles * mr; ++q) {
+    const int64_t pixel = q < pixels ? q : q / mr * mr;  // past the end: computed, never stored
+    const int64_t m = pixel / image_pixels, local = pixel % image_pixels;
+    const int64_t i = local / p.grid_w, j = local % p.grid_w;
+    row_off[q] = m * win.image_stride + (i * p.step_h - win.row0) * win.rs +
+                 (j * p.step_w - win.col0) * win.ws;
+  }
+  for (int64_t q = 0; q < image_pixels; ++q) {
+    const int64_t i = q / p.grid_w, j = q % p.grid_w;
+    dst_off[q] = (p.dst_h0 + i * p.dst_step_h) * p.dst.h + (p.dst_w0 + j * p.dst_step_w) * p.dst.w;
+  }
+  const bool contiguous = p.dst_step_w * p.dst.w == 1 && p.dst_step_h * p.dst.h == p.grid_w;
+  const int64_t kc_block = std::max<int64_t>(32, kSplitBlockBytes / (nr * static_cast<int64_t>(sizeof(T))));
+
+  at::parallel_for(0, col_tiles, 1, [&](int64_t begin, int64_t end) {
+    Buffer<T> acc_buffer, block_buffer;
+    T* acc = acc_buffer.get(tiles * mr * nr);  // [pixel][nr]
+    T* block = block_buffer.get(kc_block * nr);
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const T* init = bias.empty() ? nullptr : bias.data() + tile * nr;
+      for (int64_t kc0 = 0; kc0 < kd_count; kc0 += kc_block) {
+        const int64_t kc = std::min(kc_block, kd_count - kc0);
+        pack_panel(p, weights, kd_off.data(), 0, tile, nr, kc0, kc0 + kc, block);
+        for (int64_t t = 0; t < tiles; ++t) {
+          kernel.run(kc, win.data, row_off.data() + t * mr, step_off.data() + kc0, block, nr,
+                     acc + t * mr * nr, nr, init, kc0 > 0);
+        }
+      }
+      const int64_t cols = std::min(nr, p.dst_channels - tile * nr);
+      for (int64_t n = 0; n < p.batch; ++n) {
+        store_band(acc + n * image_pixels * nr, image_pixels, nr, cols,
+                   p.dst.data + n * p.dst.n + tile * nr * p.dst.c, p.dst.c, dst_off.data(),
+                   contiguous);
+      }
+    }
+  });
+}
+
+template <typename T>
+void run_gather_conv(const GatherConv<T>& p, const WeightLayout<T>& weights) {
   if (p.batch == 0 || p.grid_h == 0 || p.grid_w == 0 || p.dst_channels == 0) return;
   const IndirectKernel<T>& kernel = kernel_for_columns(kernel_set<T>(), p.dst_channels);
   const int64_t mr = kernel.mr, nr = kernel.nr;
   const int64_t ntaps = static_cast<int64_t>(p.taps.size());
   const int64_t kd_count = p.src_channels * ntaps;
   const int64_t col_tiles = (p.dst_channels + nr - 1) / nr;
-  const T* const packed = pack_weights(p, nr, weight_at);
-
-  std::vector<T> bias_padded;
-  if (p.bias) {
-    bias_padded.assign(static_cast<size_t>(p.groups * col_tiles * nr), T(0));
-    for (int64_t g = 0; g < p.groups; ++g)
-      for (int64_t o = 0; o < p.dst_channels; ++o)
-        bias_padded[g * col_tiles * nr + o] = p.bias[(g * p.dst_channels + o) * p.bias_stride];
-  }
-
   const TapBounds tb = tap_bounds(p.taps);
   const int64_t win_cols = ntaps ? (p.grid_w - 1) * p.step_w + tb.max_dw - tb.min_dw + 1 : 0;
+  const int64_t win_rows = ntaps ? (p.grid_h - 1) * p.step_h + tb.max_dh - tb.min_dh + 1 : 0;
+  const int64_t window_bytes =
+      p.batch * p.src_channels * win_rows * win_cols * static_cast<int64_t>(sizeof(T));
+  if (column_split_suits(p, mr, nr, window_bytes)) {
+    run_column_split(p, weights, kernel, tb, win_cols);
+    return;
+  }
+  const T* const packed = pack_weights(p, nr, weights);
+  const std::vector<T> bias_padded = padded_bias(p, col_tiles, nr);
+
   // Per output-grid row: its share of the window and of the accumulator.
   const int64_t row_bytes = static_cast<int64_t>(sizeof(T)) *
                             (p.src_channels * win_cols * std::max<int64_t>(p.step_h, 1) + p.grid_w * nr);
   const int64_t band_rows = band_rows_for(p.grid_h, p.batch * p.groups, row_bytes);
   const int64_t bands = (p.grid_h + band_rows - 1) / band_rows;
+  const int64_t per_unit =
+      bands == 1 ? images_per_unit(p.batch, p.groups, p.grid_h * p.grid_w, row_bytes * p.grid_h,
+                                   kMinTaskPixels, kBandBytes)
+                 : 1;
+  const int64_t image_groups = (p.batch + per_unit - 1) / per_unit;
   const int64_t kc_block = std::max<int64_t>(64, kWeightBlockBytes / (nr * static_cast<int64_t>(sizeof(T))));
-  // Whether a band's pixels are one run in dst, in order (NCHW output of
-  // the forward pass and of stride-1 grad_input).
+  // Whether a task's pixels are one run in dst, in order (NCHW output of
+  // the forward pass and of stride-1 grad_input, one image per task).
   const int64_t pixel_stride = p.dst_step_w * p.dst.w;
-  const bool band_contiguous =
-      pixel_stride == 1 && (p.dst_step_h * p.dst.h == p.grid_w || band_rows == 1);
+  const bool band_contiguous = per_unit == 1 && pixel_stride == 1 &&
+                               (p.dst_step_h * p.dst.h == p.grid_w || band_rows == 1);
 
-  at::parallel_for(0, p.batch * p.groups * bands, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, image_groups * p.groups * bands, 1, [&](int64_t begin, int64_t end) {
     Buffer<T> window_buffer, acc_buffer;
     Buffer<int64_t> offset_buffer;
     for (int64_t unit = begin; unit < end; ++unit) {
-      const int64_t n = unit / (p.groups * bands);
+      const int64_t n = unit / (p.groups * bands) * per_unit;
+      const int64_t count = std::min(per_unit, p.batch - n);
       const int64_t g = (unit / bands) % p.groups;
       const int64_t i0 = (unit % bands) * band_rows;
       const int64_t i1 = std::min(p.grid_h, i0 + band_rows);
-      const int64_t pixels = (i1 - i0) * p.grid_w;
+      const int64_t band_pixels = (i1 - i0) * p.grid_w;
+      const int64_t pixels = count * band_pixels;
       const int64_t tiles = (pixels + mr - 1) / mr;
 
       int64_t* step_off = offset_buffer.get(kd_count + 2 * tiles * mr);
       int64_t* row_off = step_off + kd_count;   // [tile][mr]: where each pixel's window starts
       int64_t* dst_off = row_off + tiles * mr;  // [pixel]: where it is stored
-      Window<T> win{nullptr, 0, 0, 0, 0, 0};
+      Window<T> win{nullptr, 0, 0, 0, 0, 0, 0};
       if (ntaps > 0) {
         const int64_t row0 = i0 * p.step_h + tb.min_dh;
         const int64_t rows = (i1 - 1) * p.step_h + tb.max_dh - row0 + 1;
         const T* image = p.src.data + n * p.src.n + g * p.src_channels * p.src.c;
-        win = make_window(image, p.src.c, p.src.h, p.src.w, p.src_channels, p.src_height,
-                          p.src_width, row0, rows, tb.min_dw, win_cols, p.channel_fastest,
-                          window_buffer);
+        win = make_window(image, p.src.n, count, p.src.c, p.src.h, p.src.w, p.src_channels,
+                          p.src_height, p.src_width, row0, rows, tb.min_dw, win_cols,
+                          p.channel_fastest, window_buffer);
         fill_step_offsets(win, p.taps, p.src_channels, p.channel_fastest, step_off);
       }
       for (int64_t q = 0; q < tiles * mr; ++q) {
         // Slots past the last pixel repeat their tile's first pixel:
         // computed, never stored.
         const int64_t pixel = q < pixels ? q : q / mr * mr;
-        const int64_t i = i0 + pixel / p.grid_w, j = pixel % p.grid_w;
-        row_off[q] = (i * p.step_h - win.row0) * win.rs + (j * p.step_w - win.col0) * win.ws;
+        const int64_t m = pixel / band_pixels, local = pixel % band_pixels;
+        const int64_t i = i0 + local / p.grid_w, j = local % p.grid_w;
+        row_off[q] = m * win.image_stride + (i * p.step_h - win.row0) * win.rs +
+                     (j * p.step_w - win.col0) * win.ws;
         if (q < pixels) {
-          dst_off[q] = (p.dst_h0 + i * p.dst_step_h) * p.dst.h + (p.dst_w0 + j * p.dst_step_w) * p.dst.w;
+          dst_off[q] = m * p.dst.n + (p.dst_h0 + i * p.dst_step_h) * p.dst.h +
+                       (p.dst_w0 + j * p.dst_step_w) * p.dst.w;
         }
       }
 
@@ -406,10 +584,9 @@ void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight,
   p.bias_stride = bias.defined() ? bias.stride(0) : 0;
   p.channel_fastest = is_channels_last(input);
   const View4<const T> w = view_of<const T>(weight);
-  const int64_t kpg = s.out_channels_per_group();
-  run_gather_conv(p, [&](int64_t g, int64_t o, int64_t ch, const Tap& tap) {
-    return w.data[(g * kpg + o) * w.n + ch * w.c + tap.r * w.h + tap.s * w.w];
-  });
+  WeightLayout<T> layout{w.data, p.dst_channels * w.n, w.n, w.c, {}};
+  for (const Tap& tap : p.taps) layout.tap_off.push_back(tap.r * w.h + tap.s * w.w);
+  run_gather_conv(p, layout);
 }
 
 template <typename T>
@@ -418,9 +595,6 @@ void conv2d_input_backward_gemm(const at::Tensor& grad_output, const at::Tensor&
   const View4<T> go = view_of<T>(grad_output);
   const View4<const T> w = view_of<const T>(weight);
   const int64_t kpg = s.out_channels_per_group();
-  const auto weight_at = [&](int64_t g, int64_t c, int64_t k, const Tap& tap) {
-    return w.data[(g * kpg + k) * w.n + c * w.c + tap.r * w.h + tap.s * w.w];
-  };
   // Input rows ph, ph + stride, ... all see the same subset of kernel rows:
   // each (row phase, column phase) is a stride-1 gather over grad_output.
   for (int64_t ph = 0; ph < std::min(s.stride_h, s.in_h); ++ph) {
@@ -447,7 +621,10 @@ void conv2d_input_backward_gemm(const at::Tensor& grad_output, const at::Tensor&
       p.bias = nullptr;
       p.bias_stride = 0;
       p.channel_fastest = is_channels_last(grad_output);
-      run_gather_conv(p, weight_at);
+      // Column c, source channel k: weight[g * kpg + k][c].
+      WeightLayout<T> layout{w.data, kpg * w.n, w.c, w.n, {}};
+      for (const Tap& tap : p.taps) layout.tap_off.push_back(tap.r * w.h + tap.s * w.w);
+      run_gather_conv(p, layout);
     }
   }
 }
@@ -472,6 +649,11 @@ void conv2d_weight_backward_gemm(const at::Tensor& grad_output, const at::Tensor
                             (cpg * win_cols * s.stride_h + s.out_w * cols_padded);
   const int64_t band_rows = band_rows_for(s.out_h, s.batch * s.groups, row_bytes);
   const int64_t bands = (s.out_h + band_rows - 1) / band_rows;
+  const int64_t per_unit =
+      bands == 1 ? images_per_unit(s.batch, s.groups, s.out_h * s.out_w, row_bytes * s.out_h,
+                                   kMinWgradPixels, kWgradTaskBytes)
+                 : 1;
+  const int64_t image_groups = (s.batch + per_unit - 1) / per_unit;
 
   // One accumulator per thread, summed in thread order at the end: the
   // result does not depend on timing.  Tile-major, [group][kd tile][column
@@ -486,40 +668,52 @@ void conv2d_weight_backward_gemm(const at::Tensor& grad_output, const at::Tensor
            (kd % mr) * nr + col % nr;
   };
   std::vector<T*> partials(at::get_num_threads(), nullptr);
-  const int64_t units = s.batch * s.groups * bands;
+  const int64_t units = image_groups * s.groups * bands;
   at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
     T*& partial = partials[at::get_thread_num()];
-    if (partial == nullptr) {
+    // With one group, a thread's first task writes its whole accumulator
+    // (the micro-kernel stores instead of adding), so only grouped
+    // convolutions pay for zeroing it.
+    bool fresh = partial == nullptr;
+    if (fresh) {
       partial = thread_scratch<Scratch::weight_partial, T>(partial_size);
-      std::fill_n(partial, partial_size, T(0));
+      if (s.groups > 1) {
+        std::fill_n(partial, partial_size, T(0));
+        fresh = false;
+      }
     }
     Buffer<T> window_buffer, grad_buffer;
     Buffer<int64_t> offset_buffer;
     for (int64_t unit = begin; unit < end; ++unit) {
-      const int64_t n = unit / (s.groups * bands);
+      const int64_t n = unit / (s.groups * bands) * per_unit;
+      const int64_t count = std::min(per_unit, s.batch - n);
       const int64_t g = (unit / bands) % s.groups;
       const int64_t i0 = (unit % bands) * band_rows;
       const int64_t i1 = std::min(s.out_h, i0 + band_rows);
-      const int64_t pixels = (i1 - i0) * s.out_w;
+      const int64_t band_pixels = (i1 - i0) * s.out_w;
+      const int64_t pixels = count * band_pixels;
 
       const int64_t row0 = i0 * s.stride_h + tb.min_dh;
       const int64_t rows = (i1 - 1) * s.stride_h + tb.max_dh - row0 + 1;
-      const Window<T> win = make_window(in.data + n * in.n + g * cpg * in.c, in.c, in.h, in.w, cpg,
-                                        s.in_h, s.in_w, row0, rows, tb.min_dw, win_cols,
-                                        channel_fastest, window_buffer);
+      const Window<T> win = make_window(in.data + n * in.n + g * cpg * in.c, in.n, count, in.c,
+                                        in.h, in.w, cpg, s.in_h, s.in_w, row0, rows, tb.min_dw,
+                                        win_cols, channel_fastest, window_buffer);
       int64_t* kd_off = offset_buffer.get(kd_padded + pixels);
       int64_t* pixel_off = kd_off + kd_padded;
       fill_step_offsets(win, taps, cpg, channel_fastest, kd_off);
       for (int64_t kd = kd_count; kd < kd_padded; ++kd) kd_off[kd] = kd_off[0];
       for (int64_t q = 0; q < pixels; ++q) {
-        const int64_t i = i0 + q / s.out_w, j = q % s.out_w;
-        pixel_off[q] = (i * s.stride_h - win.row0) * win.rs + (j * s.stride_w - win.col0) * win.ws;
+        const int64_t m = q / band_pixels, local = q % band_pixels;
+        const int64_t i = i0 + local / s.out_w, j = local % s.out_w;
+        pixel_off[q] = m * win.image_stride + (i * s.stride_h - win.row0) * win.rs +
+                       (j * s.stride_w - win.col0) * win.ws;
       }
       // grad_output of the band as [pixel][column], zero past the last column.
       T* grad = grad_buffer.get(pixels * cols_padded);
       const T* go_image = go.data + n * go.n + g * kpg * go.c;
       for (int64_t q = 0; q < pixels; ++q) {
-        const T* src = go_image + (i0 + q / s.out_w) * go.h + (q % s.out_w) * go.w;
+        const int64_t m = q / band_pixels, local = q % band_pixels;
+        const T* src = go_image + m * go.n + (i0 + local / s.out_w) * go.h + (local % s.out_w) * go.w;
         T* dst = grad + q * cols_padded;
         for (int64_t k = 0; k < kpg; ++k) dst[k] = src[k * go.c];
         for (int64_t k = kpg; k < cols_padded; ++k) dst[k] = 0;
@@ -527,9 +721,10 @@ void conv2d_weight_backward_gemm(const at::Tensor& grad_output, const at::Tensor
       for (int64_t kd0 = 0; kd0 < kd_padded; kd0 += mr) {
         for (int64_t col0 = 0; col0 < cols_padded; col0 += nr) {
           kernel.run(pixels, win.data, kd_off + kd0, pixel_off, grad + col0, cols_padded,
-                     partial + partial_index(g, kd0, col0), nr, nullptr, true);
+                     partial + partial_index(g, kd0, col0), nr, nullptr, !fresh);
         }
       }
+      fresh = false;
     }
   });
 
