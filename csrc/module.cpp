@@ -11,6 +11,7 @@
 #include "ops/common.h"
 #include "ops/cpu/cpu_features.h"
 #include "ops/settings.h"
+#include "python/pool_calls.h"
 
 namespace {
 
@@ -155,6 +156,14 @@ PyMethodDef methods[] = {
      "fma_peak_gflops(threads, seconds) -> (gflops, threads_run): the fp32 multiply-add rate this "
      "CPU sustains with the active instruction set, measured over about `seconds` on `threads` "
      "threads at once (torch's thread count caps them)."},
+    {"max_pool2d_with_indices", reinterpret_cast<PyCFunction>(pycnn::python::max_pool2d_with_indices),
+     METH_FASTCALL, "pycnn::max_pool2d_with_indices through the dispatcher, for pycnn.functional."},
+    {"avg_pool2d", reinterpret_cast<PyCFunction>(pycnn::python::avg_pool2d), METH_FASTCALL,
+     "pycnn::avg_pool2d through the dispatcher, for pycnn.functional."},
+    {"adaptive_avg_pool2d", reinterpret_cast<PyCFunction>(pycnn::python::adaptive_avg_pool2d),
+     METH_FASTCALL, "pycnn::adaptive_avg_pool2d through the dispatcher, for pycnn.functional."},
+    {"adaptive_max_pool2d", reinterpret_cast<PyCFunction>(pycnn::python::adaptive_max_pool2d),
+     METH_FASTCALL, "pycnn::adaptive_max_pool2d through the dispatcher, for pycnn.functional."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "pycnn's compiled operators.", -1,

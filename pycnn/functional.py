@@ -8,6 +8,7 @@ from numbers import Integral
 
 import torch
 
+from ._extension import _C
 from .ops import ops
 
 __all__ = ["conv2d", "max_pool2d", "max_pool2d_with_indices", "avg_pool2d",
@@ -20,6 +21,12 @@ def _is_int(value):
 
 def _pair(value, op, name):
     """An int or a pair of ints as a 2-tuple; anything else is a ValueError naming `name`."""
+    # Plain ints first: the Integral checks below cost about a microsecond a
+    # call, which a small pooling call notices.
+    if type(value) is int:
+        return (value, value)
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        return value
     if _is_int(value):
         return (int(value), int(value)) if isinstance(value, Integral) else (value, value)
     if isinstance(value, (tuple, list, torch.Size)) and len(value) in (1, 2) and all(map(_is_int, value)):
@@ -33,6 +40,31 @@ def _check_tensor(input, op):
     if input.dim() not in (3, 4):
         raise ValueError(f"pycnn.{op}: expected input to be 3-D (C, H, W) or 4-D (N, C, H, W), "
                          f"got a {input.dim()}-D tensor of shape {list(input.shape)}")
+
+
+def _direct(input):
+    """Whether a pooling call may skip torch.ops for pycnn._C's direct entry
+    points (the same dispatcher call without torch.ops' per-call schema
+    matching, a few microseconds that small pools notice).  Tensor
+    subclasses, torch-function modes and torch.compile's tracing take
+    torch.ops, which honours them; dispatch modes (fake tensors, FLOP
+    counters) see both paths alike."""
+    return (type(input) is torch.Tensor and not _torch_function_mode_enabled()
+            and not _is_compiling())
+
+
+_torch_function_mode_enabled = torch._C._is_torch_function_mode_enabled
+_is_compiling = torch.compiler.is_compiling
+
+
+def _call(name, *args):
+    """pycnn's operator `name` on args: through pycnn._C where _direct allows
+    and its entry point accepts the arguments, else through torch.ops.pycnn."""
+    if _direct(args[0]):
+        result = getattr(_C, name)(*args)
+        if result is not NotImplemented:
+            return result
+    return getattr(ops, name)(*args)
 
 
 def _batched(input):
@@ -95,8 +127,8 @@ def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation
     kernel_size, stride, padding, dilation = _pool_options("max_pool2d", kernel_size, stride,
                                                            padding, dilation)
     input, added = _batched(input)
-    output, indices = ops.max_pool2d_with_indices(input, kernel_size, stride, padding, dilation,
-                                                  bool(ceil_mode))
+    output, indices = _call("max_pool2d_with_indices", input, kernel_size, stride, padding,
+                            dilation, bool(ceil_mode))
     return _unbatched(output, added), _unbatched(indices, added)
 
 
@@ -117,8 +149,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
         raise ValueError(f"pycnn.avg_pool2d: divisor_override must be an int or None, "
                          f"got divisor_override={divisor_override!r}")
     input, added = _batched(input)
-    output = ops.avg_pool2d(input, kernel_size, stride, padding, bool(ceil_mode),
-                            bool(count_include_pad), divisor_override)
+    output = _call("avg_pool2d", input, kernel_size, stride, padding,
+                   bool(ceil_mode), bool(count_include_pad), divisor_override)
     return _unbatched(output, added)
 
 
@@ -136,7 +168,7 @@ def adaptive_avg_pool2d(input, output_size):
     _check_tensor(input, "adaptive_avg_pool2d")
     size = _adaptive_size(input, output_size, "adaptive_avg_pool2d")
     input, added = _batched(input)
-    return _unbatched(ops.adaptive_avg_pool2d(input, size), added)
+    return _unbatched(_call("adaptive_avg_pool2d", input, size), added)
 
 
 def adaptive_max_pool2d_with_indices(input, output_size, return_indices=True):
@@ -144,7 +176,7 @@ def adaptive_max_pool2d_with_indices(input, output_size, return_indices=True):
     _check_tensor(input, "adaptive_max_pool2d")
     size = _adaptive_size(input, output_size, "adaptive_max_pool2d")
     input, added = _batched(input)
-    output, indices = ops.adaptive_max_pool2d(input, size)
+    output, indices = _call("adaptive_max_pool2d", input, size)
     return _unbatched(output, added), _unbatched(indices, added)
 
 

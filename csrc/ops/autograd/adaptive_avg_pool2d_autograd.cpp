@@ -41,11 +41,19 @@ class AdaptiveAvgPool2dBackwardFunction
 };
 
 at::Tensor adaptive_avg_pool2d_autograd(const at::Tensor& input, at::IntArrayRef output_size) {
+  if (!records_graph(input)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return ops::adaptive_avg_pool2d(input, output_size);
+  }
   return AdaptiveAvgPool2dFunction::apply(input, output_size)[0];
 }
 
 at::Tensor adaptive_avg_pool2d_backward_autograd(const at::Tensor& grad_output,
                                                  c10::SymIntArrayRef input_size) {
+  if (!records_graph(grad_output)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return ops::adaptive_avg_pool2d_backward(grad_output, input_size);
+  }
   return AdaptiveAvgPool2dBackwardFunction::apply(grad_output, input_size)[0];
 }
 

@@ -44,6 +44,10 @@ class AdaptiveMaxPool2dBackwardFunction
 
 std::tuple<at::Tensor, at::Tensor> adaptive_max_pool2d_autograd(const at::Tensor& input,
                                                                 at::IntArrayRef output_size) {
+  if (!records_graph(input)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return ops::adaptive_max_pool2d(input, output_size);
+  }
   auto outputs = AdaptiveMaxPool2dFunction::apply(input, output_size);
   return {outputs[0], outputs[1]};
 }
@@ -51,6 +55,10 @@ std::tuple<at::Tensor, at::Tensor> adaptive_max_pool2d_autograd(const at::Tensor
 at::Tensor adaptive_max_pool2d_backward_autograd(const at::Tensor& grad_output,
                                                  const at::Tensor& indices,
                                                  c10::SymIntArrayRef input_size) {
+  if (!records_graph(grad_output, indices)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return ops::adaptive_max_pool2d_backward(grad_output, indices, input_size);
+  }
   return AdaptiveMaxPool2dBackwardFunction::apply(grad_output, indices, input_size)[0];
 }
 

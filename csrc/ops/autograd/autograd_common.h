@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <optional>
 #include <vector>
 
 #include "../ops.h"
@@ -26,6 +27,20 @@ using torch::autograd::variable_list;
 // (the adjoint of the backward's scatter).
 inline at::Tensor gather_at_indices(const at::Tensor& grad_grad_input, const at::Tensor& indices) {
   return grad_grad_input.flatten(2).gather(2, indices.flatten(2)).view_symint(indices.sym_sizes());
+}
+
+inline bool requires_grad(const at::Tensor& t) { return t.defined() && t.requires_grad(); }
+inline bool requires_grad(const std::optional<at::Tensor>& t) {
+  return t.has_value() && requires_grad(*t);
+}
+
+// Whether a call must record a graph node: grad mode on and some input
+// requiring grad.  Otherwise the formulas go straight to the kernel:
+// Function::apply would still build a context and store every option in its
+// string-keyed map, about a microsecond, which a small pool notices.
+template <typename... Tensors>
+bool records_graph(const Tensors&... inputs) {
+  return at::GradMode::is_enabled() && (... || requires_grad(inputs));
 }
 
 // Saved int[] options come back as std::vector<int64_t>.

@@ -75,6 +75,11 @@ class AvgPool2dBackwardFunction : public torch::autograd::Function<AvgPool2dBack
 at::Tensor avg_pool2d_autograd(const at::Tensor& input, at::IntArrayRef kernel_size,
                                at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode,
                                bool count_include_pad, std::optional<int64_t> divisor_override) {
+  if (!records_graph(input)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return ops::avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                           divisor_override);
+  }
   return AvgPool2dFunction::apply(input, kernel_size, stride, padding, ceil_mode,
                                   count_include_pad, divisor_override)[0];
 }
@@ -85,6 +90,11 @@ at::Tensor avg_pool2d_backward_autograd(const at::Tensor& grad_output,
                                         at::IntArrayRef padding, bool ceil_mode,
                                         bool count_include_pad,
                                         std::optional<int64_t> divisor_override) {
+  if (!records_graph(grad_output)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return ops::avg_pool2d_backward(grad_output, input_size, kernel_size, stride, padding,
+                                    ceil_mode, count_include_pad, divisor_override);
+  }
   return AvgPool2dBackwardFunction::apply(grad_output, input_size, kernel_size, stride, padding,
                                           ceil_mode, count_include_pad, divisor_override)[0];
 }

@@ -139,6 +139,10 @@ class Conv2dBiasBackwardFunction : public torch::autograd::Function<Conv2dBiasBa
 at::Tensor conv2d_autograd(const at::Tensor& input, const at::Tensor& weight,
                            const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                            at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  if (!records_graph(input, weight, bias)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return ops::conv2d(input, weight, bias, stride, padding, dilation, groups);
+  }
   return Conv2dFunction::apply(input, weight, bias, stride, padding, dilation, groups)[0];
 }
 
@@ -146,6 +150,11 @@ at::Tensor conv2d_input_backward_autograd(const at::Tensor& grad_output, const a
                                           c10::SymIntArrayRef input_size, at::IntArrayRef stride,
                                           at::IntArrayRef padding, at::IntArrayRef dilation,
                                           int64_t groups) {
+  if (!records_graph(grad_output, weight)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return ops::conv2d_input_backward(grad_output, weight, input_size, stride, padding, dilation,
+                                      groups);
+  }
   return Conv2dInputBackwardFunction::apply(grad_output, weight, input_size, stride, padding,
                                             dilation, groups)[0];
 }
@@ -154,11 +163,20 @@ at::Tensor conv2d_weight_backward_autograd(const at::Tensor& grad_output, const 
                                            c10::SymIntArrayRef weight_size,
                                            at::IntArrayRef stride, at::IntArrayRef padding,
                                            at::IntArrayRef dilation, int64_t groups) {
+  if (!records_graph(grad_output, input)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return ops::conv2d_weight_backward(grad_output, input, weight_size, stride, padding, dilation,
+                                       groups);
+  }
   return Conv2dWeightBackwardFunction::apply(grad_output, input, weight_size, stride, padding,
                                              dilation, groups)[0];
 }
 
 at::Tensor conv2d_bias_backward_autograd(const at::Tensor& grad_output) {
+  if (!records_graph(grad_output)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return ops::conv2d_bias_backward(grad_output);
+  }
   return Conv2dBiasBackwardFunction::apply(grad_output)[0];
 }
 

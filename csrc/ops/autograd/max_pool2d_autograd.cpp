@@ -64,6 +64,11 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_autograd(const at::Tensor& input,
                                                        at::IntArrayRef stride,
                                                        at::IntArrayRef padding,
                                                        at::IntArrayRef dilation, bool ceil_mode) {
+  if (!records_graph(input)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return ops::max_pool2d_with_indices(input, kernel_size, stride, padding, dilation,
+                                        ceil_mode);
+  }
   auto outputs = MaxPool2dFunction::apply(input, kernel_size, stride, padding, dilation, ceil_mode);
   return {outputs[0], outputs[1]};
 }
@@ -73,6 +78,11 @@ at::Tensor max_pool2d_backward_autograd(const at::Tensor& grad_output, const at:
                                         at::IntArrayRef kernel_size, at::IntArrayRef stride,
                                         at::IntArrayRef padding, at::IntArrayRef dilation,
                                         bool ceil_mode) {
+  if (!records_graph(grad_output, indices)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return ops::max_pool2d_backward(grad_output, indices, input_size, kernel_size, stride,
+                                    padding, dilation, ceil_mode);
+  }
   return MaxPool2dBackwardFunction::apply(grad_output, indices, input_size, kernel_size, stride,
                                           padding, dilation, ceil_mode)[0];
 }
