@@ -9,6 +9,7 @@
 
 #include "bench/fma_peak.h"
 #include "ops/common.h"
+#include "ops/large_blocks.h"
 #include "ops/cpu/cpu_features.h"
 #include "ops/settings.h"
 #include "python/pool_calls.h"
@@ -134,6 +135,16 @@ PyObject* fma_peak_gflops(PyObject*, PyObject* args) {
   return Py_BuildValue("(di)", peak.gflops, peak.threads);
 }
 
+PyObject* output_cache_info(PyObject*, PyObject*) {
+  return Py_BuildValue("(nn)", static_cast<Py_ssize_t>(pycnn::large_block_cached_bytes()),
+                       static_cast<Py_ssize_t>(pycnn::large_block_cache_limit()));
+}
+
+PyObject* release_output_cache(PyObject*, PyObject*) {
+  pycnn::release_large_blocks();
+  Py_RETURN_NONE;
+}
+
 PyMethodDef methods[] = {
     {"set_poison_outputs", set_poison_outputs, METH_O,
      "Test mode: fill every output with NaN (indices with -1) before the kernel writes it."},
@@ -164,6 +175,10 @@ PyMethodDef methods[] = {
      METH_FASTCALL, "pycnn::adaptive_avg_pool2d through the dispatcher, for pycnn.functional."},
     {"adaptive_max_pool2d", reinterpret_cast<PyCFunction>(pycnn::python::adaptive_max_pool2d),
      METH_FASTCALL, "pycnn::adaptive_max_pool2d through the dispatcher, for pycnn.functional."},
+    {"output_cache_info", output_cache_info, METH_NOARGS,
+     "(bytes held by freed large CPU outputs, the most the cache keeps)."},
+    {"release_output_cache", release_output_cache, METH_NOARGS,
+     "Frees the cached blocks of large CPU outputs."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "pycnn's compiled operators.", -1,

@@ -10,7 +10,8 @@
 """
 import importlib
 
-from ._extension import backends, cpu_isa, cuda_compiled, set_cpu_isa, set_tf32, tf32, tf32_enabled, tf32_mode
+from ._extension import (backends, cpu_isa, cuda_compiled, output_cache_info, release_output_cache,
+                         set_cpu_isa, set_tf32, tf32, tf32_enabled, tf32_mode)
 from . import ops, functional, nn
 
 __version__ = "0.1.0"
@@ -18,8 +19,8 @@ __version__ = "0.1.0"
 # Loaded on first use, so that `import pycnn` stays light (no torchvision, no models).
 _LAZY = ("models", "convert", "summary", "verify")
 
-__all__ = ["backends", "cpu_isa", "cuda_compiled", "set_cpu_isa", "set_tf32", "tf32", "tf32_enabled",
-           "tf32_mode", "ops", "functional", "nn",
+__all__ = ["backends", "cpu_isa", "cuda_compiled", "output_cache_info", "release_output_cache",
+           "set_cpu_isa", "set_tf32", "tf32", "tf32_enabled", "tf32_mode", "ops", "functional", "nn",
            *_LAZY, "__version__"]
 
 

@@ -41,6 +41,21 @@ def set_cpu_isa(isa: str) -> None:
     _C.set_cpu_isa(isa)
 
 
+def output_cache_info() -> dict:
+    """The block cache of large CPU outputs (4 MiB or more): the bytes freed
+    outputs hold now and the most it keeps (PYCNN_OUTPUT_CACHE_MB, default
+    1024; 0 turns the cache off).  A freed output's memory stays mapped there
+    for the next output of its size, which then costs no page faults."""
+    cached, limit = _C.output_cache_info()
+    return {"cached_bytes": cached, "limit_bytes": limit}
+
+
+def release_output_cache() -> None:
+    """Returns the memory of every cached output block to the system, as
+    torch.cuda.empty_cache does for CUDA's."""
+    _C.release_output_cache()
+
+
 def set_poison_outputs(enabled: bool) -> None:
     """Test mode: kernels' outputs start as NaN (indices as -1), so that an
     element a kernel fails to write cannot pass a comparison by luck."""

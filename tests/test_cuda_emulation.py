@@ -54,7 +54,8 @@ def emu():
     module = cpp_extension.load(
         name="pycnn_cuda_emulation",
         sources=[str(ROOT / "tests" / "cuda_emulation" / "emulator.cu"),
-                 str(ROOT / "csrc" / "ops" / "common.cpp")],
+                 str(ROOT / "csrc" / "ops" / "common.cpp"),
+                 str(ROOT / "csrc" / "ops" / "large_blocks.cpp")],
         extra_include_paths=[str(ROOT / "csrc")],
         # The host compiler runs the kernels here; c10's bfloat16 conversions
         # read a uint16_t through CUDA's __nv_bfloat16, which gcc's

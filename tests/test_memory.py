@@ -1,6 +1,7 @@
-"""Large CPU outputs ask for transparent huge pages (csrc/ops/common.cpp),
-unless PYCNN_HUGE_PAGES=0: checked in the kernel's own view of the mapping
-(/proc/self/smaps, VmFlags "hg" = MADV_HUGEPAGE)."""
+"""Large CPU outputs (csrc/ops/large_blocks.cpp): their blocks ask for
+transparent huge pages unless PYCNN_HUGE_PAGES=0 (checked in the kernel's
+own view of the mapping, /proc/self/smaps, VmFlags "hg" = MADV_HUGEPAGE),
+and freed blocks wait in a bounded cache for the next output of their size."""
 import os
 import pathlib
 import subprocess
@@ -50,3 +51,50 @@ def test_large_outputs_ask_for_huge_pages_unless_disabled():
     # [large output advised, small output advised]
     assert probe({"PYCNN_HUGE_PAGES": "1"}) == ["True", "False"]
     assert probe({"PYCNN_HUGE_PAGES": "0"}) == ["False", "False"]
+
+
+CACHE_PROBE = r"""
+import torch, pycnn
+from pycnn import functional as F
+x = torch.randn(4, 64, 128, 128)
+mib = 1 << 20
+def cached():
+    return pycnn.output_cache_info()["cached_bytes"] // mib
+out = F.max_pool2d(x, 2)                # 4 MiB of values; its 8 MiB of indices are dropped
+held = [cached()]
+del out                                  # both blocks go to the cache
+held.append(cached())
+again = F.max_pool2d(x, 2)               # and come back from it
+held.append(cached())
+torch.testing.assert_close(again, torch.nn.functional.max_pool2d(x, 2))
+again.resize_(4, 64, 64, 80)             # outputs stay resizable (a 5 MiB block)
+again.view(-1)[-1] = 1.0
+del again
+held.append(cached())
+pycnn.release_output_cache()
+held.append(cached())
+print(*held, pycnn.output_cache_info()["limit_bytes"] // mib)
+"""
+
+
+def cache_probe(env):
+    out = subprocess.run([sys.executable, "-c", CACHE_PROBE], capture_output=True, text=True,
+                         env={**os.environ, **env}, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return [int(v) for v in out.stdout.split()]
+
+
+def test_large_outputs_reuse_cached_blocks():
+    # MiB cached: the dropped indices (8); plus the deleted output (12); the
+    # same call again takes both blocks back and drops the indices (8); the
+    # resize frees the 4 MiB block and the resized output's 6 MiB block is
+    # deleted (18); after release (0); then the limit.
+    assert cache_probe({"PYCNN_OUTPUT_CACHE_MB": "1024"}) == [8, 12, 8, 18, 0, 1024]
+
+
+def test_output_cache_evicts_past_its_limit_and_turns_off():
+    # 10 MiB of room: the least recently freed blocks go first (the 8 MiB
+    # indices when the 4 MiB output arrives, and again when the resize frees
+    # the 4 MiB block; the 6 MiB block then fits beside it).
+    assert cache_probe({"PYCNN_OUTPUT_CACHE_MB": "10"}) == [8, 4, 8, 10, 0, 10]
+    assert cache_probe({"PYCNN_OUTPUT_CACHE_MB": "0"}) == [0, 0, 0, 0, 0, 0]

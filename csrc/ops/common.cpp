@@ -1,16 +1,16 @@
 #include "common.h"
 
 #include <ATen/ATen.h>
+#include <ATen/EmptyTensor.h>
 #include <c10/util/Exception.h>
+#include <c10/util/accumulate.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <limits>
 #include <sstream>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
+#include "large_blocks.h"
 
 namespace pycnn {
 
@@ -93,48 +93,18 @@ std::atomic<bool> poison_enabled{false};
 void set_poison_outputs(bool enabled) { poison_enabled.store(enabled); }
 bool poison_outputs() { return poison_enabled.load(); }
 
-namespace {
-
-// A large CPU output is usually fresh memory (glibc maps allocations past
-// 32 MiB anew every time), and writing it costs a page fault per 4 KiB page:
-// on a virtual machine that is about 1.5 us each, 3 GB/s, slower than the
-// kernels that fill it.  Asking for transparent huge pages on the 2 MiB-aligned
-// interior makes that one fault per 2 MiB (4x faster to write fresh memory
-// on the development machine).  Memory already mapped is left as it is; where
-// the kernel does not support the advice it is a no-op.  The price, on a
-// virtual machine whose host reclaims freed guest memory: the first dozen
-// calls after memory went back to the host can take 3x longer (huge pages
-// are backed anew), before the 3-4x gain sets in.  PYCNN_HUGE_PAGES=0 in the
-// environment turns the advice off.
-constexpr int64_t kHugePageBytes = int64_t{2} << 20;
-constexpr int64_t kHugePageAdviceMinBytes = 2 * kHugePageBytes;
-
-bool huge_pages_enabled() {
-  static const bool enabled = [] {
-    const char* value = std::getenv("PYCNN_HUGE_PAGES");
-    return value == nullptr || std::string(value) != "0";
-  }();
-  return enabled;
-}
-
-void advise_huge_pages(const at::Tensor& t) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  const int64_t bytes = static_cast<int64_t>(t.storage().nbytes());
-  if (!t.is_cpu() || bytes < kHugePageAdviceMinBytes || !huge_pages_enabled()) return;
-  const auto begin = reinterpret_cast<uintptr_t>(t.storage().data());
-  const uintptr_t first = (begin + kHugePageBytes - 1) & ~uintptr_t(kHugePageBytes - 1);
-  const uintptr_t last = (begin + bytes) & ~uintptr_t(kHugePageBytes - 1);
-  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-#else
-  (void)t;
-#endif
-}
-
-}  // namespace
-
 at::Tensor empty_output(c10::IntArrayRef sizes, const at::TensorOptions& options) {
-  at::Tensor out = at::empty(sizes, options);
-  advise_huge_pages(out);
+  at::Tensor out;
+  c10::Allocator* large = options.device().is_cpu() ? large_block_allocator() : nullptr;
+  const size_t bytes = static_cast<size_t>(c10::multiply_integers(sizes)) *
+                       c10::elementSize(c10::typeMetaToScalarType(options.dtype()));
+  if (large != nullptr && bytes >= kLargeBlockMinBytes) {
+    out = at::detail::empty_generic(sizes, large, c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                    c10::typeMetaToScalarType(options.dtype()),
+                                    options.memory_format_opt());
+  } else {
+    out = at::empty(sizes, options);
+  }
   if (poison_outputs()) {
     if (at::isFloatingType(out.scalar_type())) {
       out.fill_(std::numeric_limits<double>::quiet_NaN());
