@@ -101,6 +101,30 @@ at::Tensor avg_pool2d_cpu(const at::Tensor& input, at::IntArrayRef kernel_size,
   return output;
 }
 
+// Windows that tile the input (kernel == stride, no padding, floor mode),
+// NCHW: each input element takes its one window's share, or zero past the
+// last window, in one pass that writes every row once.  The general kernel
+// zeroes a row and then adds shares to it, with per-row setup that dominated
+// on LeNet-sized planes (64x16x10x10: 0.16 ms, torch 0.13).  The result is
+// the same, bit for bit: 0 + share.
+template <typename T>
+void avg_backward_tiling_nchw(const T* grad_out, T* grad_in, const Pool2dShape& s, T divisor,
+                              int64_t begin, int64_t end) {
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t plane = r / s.in_h, oh = (r % s.in_h) / s.kernel_h;
+    T* row = grad_in + r * s.in_w;
+    int64_t iw = 0;
+    if (oh < s.out_h) {
+      const T* src = grad_out + (plane * s.out_h + oh) * s.out_w;
+      for (int64_t ow = 0; ow < s.out_w; ++ow) {
+        const T share = src[ow] / divisor;
+        for (int64_t k = 0; k < s.kernel_w; ++k) row[iw++] = share;
+      }
+    }
+    for (; iw < s.in_w; ++iw) row[iw] = T(0);
+  }
+}
+
 at::Tensor avg_pool2d_backward_cpu(const at::Tensor& grad_output, at::IntArrayRef input_size,
                                    at::IntArrayRef kernel_size, at::IntArrayRef stride,
                                    at::IntArrayRef padding, bool ceil_mode,
@@ -116,6 +140,20 @@ at::Tensor avg_pool2d_backward_cpu(const at::Tensor& grad_output, at::IntArrayRe
   const bool nhwc = layout == PoolLayout::nhwc;
   const at::Tensor go = grad_output.contiguous(nhwc ? at::MemoryFormat::ChannelsLast
                                                     : at::MemoryFormat::Contiguous);
+  const bool tiling = s.kernel_h == s.stride_h && s.kernel_w == s.stride_w && s.pad_h == 0 &&
+                      s.pad_w == 0 && !ceil_mode;
+  if (!nhwc && tiling) {
+    AT_DISPATCH_FLOATING_TYPES(go.scalar_type(), "pycnn.avg_pool2d_backward", [&] {
+      const scalar_t divisor =
+          static_cast<scalar_t>(divisor_override.value_or(s.kernel_h * s.kernel_w));
+      const scalar_t* g = go.const_data_ptr<scalar_t>();
+      scalar_t* gi = grad_input.data_ptr<scalar_t>();
+      parallel_rows(s.batch * s.channels * s.in_h, s.in_w, [&](int64_t begin, int64_t end) {
+        avg_backward_tiling_nchw(g, gi, s, divisor, begin, end);
+      });
+    });
+    return grad_input;
+  }
   const PoolParams p = pool_params(s, count_include_pad, divisor_override);
   const int64_t rows = (nhwc ? s.batch : s.batch * s.channels) * s.in_h;
   // Per input row: writing it, plus each element's share of covering windows.
