@@ -41,6 +41,12 @@ bool parse_tensor(PyObject* obj, at::Tensor* out) {
   return true;
 }
 
+// (input, output_size) of the adaptive pools.
+bool parse_adaptive(PyObject* const* args, Py_ssize_t nargs, at::Tensor* input,
+                    std::array<int64_t, 2>* size) {
+  return nargs == 2 && parse_tensor(args[0], input) && parse_pair(args[1], size);
+}
+
 PyObject* wrap_pair(std::tuple<at::Tensor, at::Tensor> result) {
   PyObject* first = THPVariable_Wrap(std::move(std::get<0>(result)));
   if (first == nullptr) return nullptr;
@@ -113,9 +119,7 @@ PyObject* adaptive_avg_pool2d(PyObject*, PyObject* const* args, Py_ssize_t nargs
   HANDLE_TH_ERRORS
   at::Tensor input;
   std::array<int64_t, 2> size{};
-  if (nargs != 2 || !parse_tensor(args[0], &input) || !parse_pair(args[1], &size)) {
-    Py_RETURN_NOTIMPLEMENTED;
-  }
+  if (!parse_adaptive(args, nargs, &input, &size)) Py_RETURN_NOTIMPLEMENTED;
   at::Tensor result;
   {
     pybind11::gil_scoped_release no_gil;
@@ -130,9 +134,7 @@ PyObject* adaptive_max_pool2d(PyObject*, PyObject* const* args, Py_ssize_t nargs
   HANDLE_TH_ERRORS
   at::Tensor input;
   std::array<int64_t, 2> size{};
-  if (nargs != 2 || !parse_tensor(args[0], &input) || !parse_pair(args[1], &size)) {
-    Py_RETURN_NOTIMPLEMENTED;
-  }
+  if (!parse_adaptive(args, nargs, &input, &size)) Py_RETURN_NOTIMPLEMENTED;
   std::tuple<at::Tensor, at::Tensor> result;
   {
     pybind11::gil_scoped_release no_gil;

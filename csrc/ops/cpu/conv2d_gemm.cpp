@@ -59,6 +59,11 @@ struct Window {
   int64_t cs, rs, ws;
   int64_t row0, col0;
   int64_t image_stride;
+
+  // Where source coordinate (row, col) of image m starts, from data.
+  int64_t offset(int64_t m, int64_t row, int64_t col) const {
+    return m * image_stride + (row - row0) * rs + (col - col0) * ws;
+  }
 };
 
 // One image's part, copied with its zero border into `out`: [rows][cols][channels]
@@ -149,6 +154,11 @@ struct GatherConv {
   // Reduction order: (tap, channel) when the source is channels_last, so
   // consecutive steps read neighbouring addresses; else (channel, tap).
   bool channel_fastest;
+
+  // Where grid pixel (i, j) of an image is stored, from its image's origin.
+  int64_t dst_offset(int64_t i, int64_t j) const {
+    return (dst_h0 + i * dst_step_h) * dst.h + (dst_w0 + j * dst_step_w) * dst.w;
+  }
 };
 
 // Where each reduction step (channel, tap) reads, relative to a pixel's origin.
@@ -381,7 +391,8 @@ bool column_split_suits(const GatherConv<T>& p, int64_t mr, int64_t nr, int64_t 
 
 template <typename T>
 void run_column_split(const GatherConv<T>& p, const WeightLayout<T>& weights,
-                      const IndirectKernel<T>& kernel, const TapBounds& tb, int64_t win_cols) {
+                      const IndirectKernel<T>& kernel, const TapBounds& tb, int64_t win_rows,
+                      int64_t win_cols) {
   const int64_t mr = kernel.mr, nr = kernel.nr;
   const int64_t kd_count = p.src_channels * static_cast<int64_t>(p.taps.size());
   const int64_t col_tiles = (p.dst_channels + nr - 1) / nr;
@@ -392,9 +403,8 @@ void run_column_split(const GatherConv<T>& p, const WeightLayout<T>& weights,
 
   // Every image's window, shared by the threads.
   Buffer<T> window_buffer;
-  const int64_t rows = (p.grid_h - 1) * p.step_h + tb.max_dh - tb.min_dh + 1;
   const Window<T> win = make_window(p.src.data, p.src.n, p.batch, p.src.c, p.src.h, p.src.w,
-                                    p.src_channels, p.src_height, p.src_width, tb.min_dh, rows,
+                                    p.src_channels, p.src_height, p.src_width, tb.min_dh, win_rows,
                                     tb.min_dw, win_cols, p.channel_fastest, window_buffer);
   std::vector<int64_t> step_off(static_cast<size_t>(kd_count));
   fill_step_offsets(win, p.taps, p.src_channels, p.channel_fastest, step_off.data());
@@ -403,13 +413,9 @@ void run_column_split(const GatherConv<T>& p, const WeightLayout<T>& weights,
     const int64_t pixel = q < pixels ? q : q / mr * mr;  // past the end: computed, never stored
     const int64_t m = pixel / image_pixels, local = pixel % image_pixels;
     const int64_t i = local / p.grid_w, j = local % p.grid_w;
-    row_off[q] = m * win.image_stride + (i * p.step_h - win.row0) * win.rs +
-                 (j * p.step_w - win.col0) * win.ws;
+    row_off[q] = win.offset(m, i * p.step_h, j * p.step_w);
   }
-  for (int64_t q = 0; q < image_pixels; ++q) {
-    const int64_t i = q / p.grid_w, j = q % p.grid_w;
-    dst_off[q] = (p.dst_h0 + i * p.dst_step_h) * p.dst.h + (p.dst_w0 + j * p.dst_step_w) * p.dst.w;
-  }
+  for (int64_t q = 0; q < image_pixels; ++q) dst_off[q] = p.dst_offset(q / p.grid_w, q % p.grid_w);
   const bool contiguous = p.dst_step_w * p.dst.w == 1 && p.dst_step_h * p.dst.h == p.grid_w;
   const int64_t kc_block = std::max<int64_t>(32, kSplitBlockBytes / (nr * static_cast<int64_t>(sizeof(T))));
 
@@ -451,7 +457,7 @@ void run_gather_conv(const GatherConv<T>& p, const WeightLayout<T>& weights) {
   const int64_t window_bytes =
       p.batch * p.src_channels * win_rows * win_cols * static_cast<int64_t>(sizeof(T));
   if (column_split_suits(p, mr, nr, window_bytes)) {
-    run_column_split(p, weights, kernel, tb, win_cols);
+    run_column_split(p, weights, kernel, tb, win_rows, win_cols);
     return;
   }
   const T* const packed = pack_weights(p, nr, weights);
@@ -506,12 +512,8 @@ void run_gather_conv(const GatherConv<T>& p, const WeightLayout<T>& weights) {
         const int64_t pixel = q < pixels ? q : q / mr * mr;
         const int64_t m = pixel / band_pixels, local = pixel % band_pixels;
         const int64_t i = i0 + local / p.grid_w, j = local % p.grid_w;
-        row_off[q] = m * win.image_stride + (i * p.step_h - win.row0) * win.rs +
-                     (j * p.step_w - win.col0) * win.ws;
-        if (q < pixels) {
-          dst_off[q] = m * p.dst.n + (p.dst_h0 + i * p.dst_step_h) * p.dst.h +
-                       (p.dst_w0 + j * p.dst_step_w) * p.dst.w;
-        }
+        row_off[q] = win.offset(m, i * p.step_h, j * p.step_w);
+        if (q < pixels) dst_off[q] = m * p.dst.n + p.dst_offset(i, j);
       }
 
       T* dst_image = p.dst.data + n * p.dst.n + g * p.dst_channels * p.dst.c;
@@ -705,8 +707,7 @@ void conv2d_weight_backward_gemm(const at::Tensor& grad_output, const at::Tensor
       for (int64_t q = 0; q < pixels; ++q) {
         const int64_t m = q / band_pixels, local = q % band_pixels;
         const int64_t i = i0 + local / s.out_w, j = local % s.out_w;
-        pixel_off[q] = m * win.image_stride + (i * s.stride_h - win.row0) * win.rs +
-                       (j * s.stride_w - win.col0) * win.ws;
+        pixel_off[q] = win.offset(m, i * s.stride_h, j * s.stride_w);
       }
       // grad_output of the band as [pixel][column], zero past the last column.
       T* grad = grad_buffer.get(pixels * cols_padded);
