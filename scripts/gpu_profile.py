@@ -5,6 +5,9 @@ the automatic choice's time among its kernels (packing, GEMM, split-K sum).
 One row per layer, family and pass:
   torch ms | auto ms | 128x128 | 128x64 | 64x64 | kernels of auto (share of GPU time)
 
+Then the ResNet-50 AMP training step (the benchmark's case), pycnn's model
+and torch's side by side: GPU time per step by kernel, largest first.
+
     python scripts/gpu_profile.py [--budget-s 60]
 """
 import argparse
@@ -64,6 +67,39 @@ def kernel_shares(fn):
     return " ".join(f"{k}:{100 * v / whole:.0f}%" for k, v in sorted(totals.items(), key=lambda kv: -kv[1])[:3])
 
 
+def kernel_table(fn, steps=3):
+    """{kernel name: GPU ms per call of fn} over `steps` calls."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            fn()
+        torch.cuda.synchronize()
+    totals = {}
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            name = e.name.split("(")[0].replace("void ", "")[:70]
+            totals[name] = totals.get(name, 0.0) + e.time_range.elapsed_us() / 1000 / steps
+    return totals
+
+
+def step_profile(top=18):
+    """The ResNet-50 AMP step's GPU time by kernel, pycnn and torch."""
+    from pycnn.bench import cases, runner
+    case = next(c for c in cases.default_cases("cuda") if c.name == "ResNet-50 AMP train step")
+    settings = runner.Settings(device="cuda", check=False)
+    steps, _, _ = runner._train_steps(case, "nchw", settings)
+    lines = []
+    for side in ("pycnn", "torch"):
+        step = steps[side]
+        for _ in range(3):
+            step()
+        table = kernel_table(step)
+        total = sum(table.values())
+        lines.append(f"-- {side}: {total:.2f} ms of kernels per step")
+        for name, ms in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+            lines.append(f"   {ms:8.3f} ms {100 * ms / total:5.1f}%  {name}")
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget-s", type=float, default=60.0)
@@ -105,6 +141,12 @@ def main(argv=None):
     print(f"{'layer':16} {'family':8} {'pass':5} {'torch':>8} {'auto':>8} {'128x128':>8} {'128x64':>8} "
           f"{'64x64':>8}  kernels of auto")
     print("\n".join(rows))
+    try:
+        lines = step_profile()
+    except Exception as error:  # the tile table above is the main product
+        lines = [f"step profile failed: {type(error).__name__}: {error}"]
+    print(f"\n==== ResNet-50 AMP train step (batch 64, channels_last): GPU time by kernel")
+    print("\n".join(lines))
     return 0
 
 

@@ -404,7 +404,8 @@ def test_pool_cuda_matches_cpu(case):
 @needs_gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
 @pytest.mark.parametrize("case", ["split_k", "partial_chunks_two_n_tiles_stride2",
-                                  "depthwise_multiplier2_strided_dilated"])
+                                  "depthwise_multiplier2_strided_dilated",
+                                  "depthwise_7x7_many_chunks"])
 def test_conv2d_gradients_are_deterministic(case, dtype):
     inputs, options = conv_inputs(case, dtype=dtype)
     runs = [run_with_grads(lambda **a: F.conv2d(**a, **options), inputs, 1) for _ in range(3)]

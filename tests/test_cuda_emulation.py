@@ -95,8 +95,11 @@ def rounded(shape, dtype, generator):
 # ----------------------------------------------------------------------------- conv2d
 
 def conv_paths(case):
-    c, groups = CONV_CASES[case][1], CONV_CASES[case][10]
-    return ["gemm", "depthwise"] if c // groups == 1 else ["gemm"]
+    c, kh, kw, groups = (CONV_CASES[case][i] for i in (1, 5, 6, 10))
+    if c // groups != 1:
+        return ["gemm"]
+    fast = kh == kw and kh in (3, 5, 7)
+    return ["gemm", "depthwise"] + (["depthwise_fast"] if fast else [])
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -125,6 +128,8 @@ def test_conv2d_kernels(emu, case, path, dtype):
     assert_close(gw, exact_gw, tol, f"{case} grad_weight")
     if path == "gemm" and case == "split_k":
         assert splits > 1, "the split_k case no longer splits: it tests nothing"
+    if path == "depthwise_fast" and case == "depthwise_7x7_many_chunks":
+        assert splits > 1, "grad_weight took one chunk: the chunk sums are not tested"
     assert_close(emu.conv2d_bias_backward(g), exact_gb, tol, f"{case} grad_bias")
 
 
@@ -162,6 +167,47 @@ def test_conv2d_kernels_layouts(emu, case, layout):
                                            path)
         assert_close(gw, exact_gw, 1e-12, f"{case} {layout} {path} grad_weight")
         assert_close(emu.conv2d_bias_backward(g), exact_gb, 1e-12, f"{case} {layout} grad_bias")
+
+
+NARROW_CASES = [c for c, v in CONV_CASES.items()
+                if v[1] <= 4 and v[10] == 1 and v[9] in (1, (1, 1))]
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "sliced"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("case", NARROW_CASES)
+def test_conv2d_input_backward_narrow(emu, case, dtype, layout):
+    """grad_input with at most four input channels: one thread per input pixel."""
+    n, c, h, w, k, kh, kw, stride, padding, dilation, groups, _ = CONV_CASES[case]
+    stride, padding, dilation = pair(stride), pair(padding), pair(dilation)
+    gen = torch.Generator().manual_seed(4)
+    wt, w64 = rounded((k, c, kh, kw), dtype, gen)
+    out_shape = TF.conv2d(torch.zeros(1, c, h, w, dtype=torch.float64), w64, None, stride, padding).shape
+    g, g64 = rounded((n, k) + tuple(out_shape[2:]), dtype, gen)
+    if layout == "channels_last":
+        g = g.contiguous(memory_format=torch.channels_last)
+    elif layout == "sliced":
+        # Every other element, the ones between NaN: a stray read shows.
+        g = torch.stack([g, torch.full_like(g, float("nan"))], dim=-1).flatten(-2)[..., ::2]
+        wt = wt.transpose(2, 3).contiguous().transpose(2, 3)
+    exact = torch.ops.aten.convolution_backward(
+        g64, torch.zeros(n, c, h, w, dtype=torch.float64), w64, [k], stride, padding, dilation, False,
+        [0, 0], 1, [True, False, False])[0]
+    gi = emu.conv2d_input_backward(g, wt, [n, c, h, w], stride, padding, dilation, 1, "narrow")
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    assert gi.is_contiguous(memory_format=fmt)
+    assert_close(gi, exact, TOLERANCE[dtype], f"{case} grad_input")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
+def test_conv2d_bias_backward_sums_in_chunks(emu, dtype):
+    """Few channels over many pixels: the sum goes in chunks, then chunk totals."""
+    shape = (3, 5, 40, 50)
+    assert emu.reduce_chunks(shape[1], shape[0] * shape[2] * shape[3]) > 1
+    g, g64 = rounded(shape, dtype, torch.Generator().manual_seed(3))
+    assert_close(emu.conv2d_bias_backward(g), g64.sum((0, 2, 3)), TOLERANCE[dtype], "grad_bias")
+    cl = emu.conv2d_bias_backward(g.contiguous(memory_format=torch.channels_last))
+    assert_close(cl, g64.sum((0, 2, 3)), TOLERANCE[dtype], "grad_bias channels_last")
 
 
 def test_conv2d_weight_backward_split_choice_is_shape_only(emu):

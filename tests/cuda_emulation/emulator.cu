@@ -17,6 +17,7 @@
 #include <ATen/Dispatch.h>
 #include <torch/python.h>
 
+#include <array>
 #include <cmath>
 #include <map>
 #include <string>
@@ -25,9 +26,11 @@
 #include "ops/cuda/adaptive_avg_pool2d.cuh"
 #include "ops/cuda/adaptive_max_pool2d.cuh"
 #include "ops/cuda/avg_pool2d.cuh"
+#include "ops/cuda/conv2d_depthwise_fast.cuh"
 #include "ops/cuda/conv2d_direct.cuh"
 #include "ops/cuda/conv2d_fast.cuh"
 #include "ops/cuda/conv2d_forward_gemm.cuh"
+#include "ops/cuda/conv2d_input_backward_narrow.cuh"
 #include "ops/cuda/conv2d_input_backward_gemm.cuh"
 #include "ops/cuda/conv2d_weight_backward_gemm.cuh"
 #include "ops/cuda/max_pool2d.cuh"
@@ -43,8 +46,14 @@ void emulate_elementwise(const Op& op, int64_t count) {
   for (int64_t i = 0; i < count; ++i) op(i);
 }
 
+// launch_items' loop.
+template <class Op>
+void run_items(const Op& op, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) op(int(i));
+}
+
 template <typename Reduction>
-void emulate_block_reduce(const Reduction& red) {
+void emulate_block_reduce_once(const Reduction& red) {
   using acc_t = typename Reduction::acc_t;
   std::vector<acc_t> scratch(kThreadsPerBlock);
   for (int64_t e = 0; e < red.outputs; ++e) {
@@ -57,6 +66,112 @@ void emulate_block_reduce(const Reduction& red) {
       for (int t = 0; t < half; ++t) scratch[t] += scratch[t + half];
     red.store(e, scratch[0]);
   }
+}
+
+// launch_block_reduce's passes, in the same split.
+template <typename Reduction>
+void emulate_block_reduce(const Reduction& red) {
+  using acc_t = typename Reduction::acc_t;
+  std::vector<acc_t> workspace;
+  run_block_reduce(
+      red,
+      [&](int64_t n) {
+        workspace.assign(size_t(n), acc_t(std::nan("")));
+        return workspace.data();
+      },
+      [&](const auto& pass) { emulate_block_reduce_once(pass); });
+}
+
+// depthwise_weight_grad_kernel, block by block: each thread's sums, the
+// warps' butterflies (lane l adds lane l ^ offset's value, as the shuffle
+// does), then the warps in order.
+template <typename Op>
+void emulate_depthwise_weight_grad(const Op& op) {
+  using acc_t = typename Op::acc_t;
+  constexpr int kTaps = Op::kTaps;
+  std::vector<std::array<acc_t, kTaps>> acc(kThreadsPerBlock), next(kThreadsPerBlock);
+  for (int block = 0; block < op.blocks(); ++block) {
+    int c, chunk, begin, end;
+    op.block_range(block, c, chunk, begin, end);
+    for (int j = 0; j < op.s.kpg; ++j) {
+      const int k = c * op.s.kpg + j;
+      for (int tid = 0; tid < kThreadsPerBlock; ++tid) {
+        acc[tid].fill(acc_t(0));
+        for (int p = begin + tid; p < end; p += kThreadsPerBlock) op.accumulate(p, c, k, acc[tid].data());
+      }
+      for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
+        for (int tid = 0; tid < kThreadsPerBlock; ++tid) {
+          const int partner = (tid / kWarpSize) * kWarpSize + ((tid % kWarpSize) ^ offset);
+          for (int t = 0; t < kTaps; ++t) next[tid][t] = acc[tid][t] + acc[partner][t];
+        }
+        std::swap(acc, next);
+      }
+      for (int t = 0; t < kTaps; ++t) {
+        acc_t sum = acc_t(0);
+        for (int w = 0; w < kWarpsPerBlock; ++w) sum += acc[w * kWarpSize][t];
+        op.store_partial(chunk, k, t, sum);
+      }
+    }
+  }
+}
+
+// narrow_input_grad_kernel, block by block, in its barrier-separated
+// phases: every thread stages, then every thread computes.  The tiles start
+// as NaN, so a slot no thread staged shows in the result.
+template <typename scalar_t, int kC>
+void emulate_narrow(const NarrowInputGrad<scalar_t, kC>& op, int batch) {
+  using acc_t = typename NarrowInputGrad<scalar_t, kC>::acc_t;
+  std::vector<acc_t> go_tile(size_t(op.go_tile_elems())), w_tile(size_t(op.w_tile_elems()));
+  std::vector<std::array<acc_t, kC>> acc(kThreadsPerBlock);
+  for (int block = 0; block < op.blocks(batch); ++block) {
+    const auto b = op.block(block);
+    for (auto& a : acc) a.fill(acc_t(0));
+    for (int k0 = 0; k0 < op.out_channels; k0 += op.chunk) {
+      std::fill(go_tile.begin(), go_tile.end(), acc_t(std::nan("")));
+      std::fill(w_tile.begin(), w_tile.end(), acc_t(std::nan("")));
+      for (int tid = 0; tid < kThreadsPerBlock; ++tid) op.stage(b, k0, tid, go_tile.data(), w_tile.data());
+      for (int tid = 0; tid < kThreadsPerBlock; ++tid) {
+        acc_t (&a)[kC] = *reinterpret_cast<acc_t(*)[kC]>(acc[tid].data());
+        op.compute(b, k0, tid, go_tile.data(), w_tile.data(), a);
+      }
+    }
+    for (int tid = 0; tid < kThreadsPerBlock; ++tid)
+      op.store(b, tid, *reinterpret_cast<const acc_t(*)[kC]>(acc[tid].data()));
+  }
+}
+
+template <typename scalar_t>
+void emulate_narrow_input_grad(const at::Tensor& grad_output, const at::Tensor& weight,
+                               const at::Tensor& grad_input, const Conv2dShape& s) {
+  const bool fits = NarrowInputGrad<scalar_t, kNarrowMaxChannels>::fits(s);
+  TORCH_CHECK(s.groups == 1 && s.in_channels <= kNarrowMaxChannels && s.dilation_h == 1 &&
+                  s.dilation_w == 1 && fits,
+              "the narrow kernel does not apply");
+  const int batch = int(s.batch);
+  switch (s.in_channels) {
+    case 1:
+      return emulate_narrow(NarrowInputGrad<scalar_t, 1>::make(grad_output, weight, grad_input, s), batch);
+    case 2:
+      return emulate_narrow(NarrowInputGrad<scalar_t, 2>::make(grad_output, weight, grad_input, s), batch);
+    case 3:
+      return emulate_narrow(NarrowInputGrad<scalar_t, 3>::make(grad_output, weight, grad_input, s), batch);
+    default:
+      return emulate_narrow(NarrowInputGrad<scalar_t, 4>::make(grad_output, weight, grad_input, s), batch);
+  }
+}
+
+// f(KernelSize) for the fast depthwise kernels' sizes; the path needs one.
+template <int K>
+using KernelSize = std::integral_constant<int, K>;
+
+template <class F>
+void with_depthwise_kernel_size(const Conv2dShape& s, F&& f) {
+  TORCH_CHECK(s.in_channels_per_group() == 1, "depthwise path needs one channel per group");
+  TORCH_CHECK(s.kernel_h == s.kernel_w && (s.kernel_h == 3 || s.kernel_h == 5 || s.kernel_h == 7),
+              "the fast depthwise kernels take 3x3, 5x5 and 7x7");
+  if (s.kernel_h == 3) return f(KernelSize<3>{});
+  if (s.kernel_h == 5) return f(KernelSize<5>{});
+  return f(KernelSize<7>{});
 }
 
 template <typename Problem>
@@ -179,6 +294,11 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight,
       TORCH_CHECK(s.in_channels_per_group() == 1, "depthwise path needs one channel per group");
       emulate_elementwise(DepthwiseForward<scalar_t>::make(input, weight, bias, output, s),
                           output.numel());
+    } else if (path == "depthwise_fast") {
+      with_depthwise_kernel_size(s, [&](auto k) {
+        const auto op = DepthwiseFastForward<scalar_t, decltype(k)::value>::make(input, weight, bias, output, s);
+        run_items(op, op.items);
+      });
     } else {
       emulate_implicit_gemm(make_forward_problem<scalar_t>(input, weight, bias, output, s));
     }
@@ -198,6 +318,13 @@ at::Tensor conv2d_input_backward(const at::Tensor& grad_output, const at::Tensor
       TORCH_CHECK(s.in_channels_per_group() == 1, "depthwise path needs one channel per group");
       emulate_elementwise(DepthwiseInputGrad<scalar_t>::make(grad_output, weight, grad_input, s),
                           grad_input.numel());
+    } else if (path == "narrow") {
+      emulate_narrow_input_grad<scalar_t>(grad_output, weight, grad_input, s);
+    } else if (path == "depthwise_fast") {
+      with_depthwise_kernel_size(s, [&](auto k) {
+        const auto op = DepthwiseFastInputGrad<scalar_t, decltype(k)::value>::make(grad_output, weight, grad_input, s);
+        run_items(op, op.items);
+      });
     } else {
       emulate_implicit_gemm(make_input_grad_problem<scalar_t>(grad_output, weight, grad_input, s));
     }
@@ -219,6 +346,19 @@ std::tuple<at::Tensor, int64_t> conv2d_weight_backward(
     if (path == "depthwise") {
       TORCH_CHECK(s.in_channels_per_group() == 1, "depthwise path needs one channel per group");
       emulate_block_reduce(DepthwiseWeightGrad<scalar_t>::make(grad_output, input, grad_weight, s));
+      return;
+    }
+    if (path == "depthwise_fast") {
+      with_depthwise_kernel_size(s, [&](auto k) {
+        auto op = DepthwiseFastWeightGrad<scalar_t, decltype(k)::value>::make(grad_output, input, s);
+        std::vector<acc_t> partial(size_t(op.partial_count()), acc_t(std::nan("")));
+        op.partial = partial.data();
+        emulate_depthwise_weight_grad(op);
+        for (acc_t v : partial) TORCH_CHECK(!std::isnan(double(v)), "emulator: a partial sum left unwritten");
+        emulate_block_reduce_once(ChunkTotals<acc_t, StoreWeightGrad<scalar_t>>{
+            {grad_weight.mutable_data_ptr<scalar_t>()}, op.partial, grad_weight.numel(), op.chunks});
+        splits = op.chunks;
+      });
       return;
     }
     auto problem = make_weight_grad_problem<scalar_t>(grad_output, input, grad_weight, s);
@@ -324,11 +464,6 @@ PoolPlan fast_pool_plan(const at::Tensor& written, std::initializer_list<const a
   TORCH_CHECK(plan.ok, "the fast pooling kernels do not apply here");
   emu::counters().pool_vector = plan.vector;
   return plan;
-}
-
-template <class Op>
-void run_items(const Op& op, int64_t count) {
-  for (int64_t i = 0; i < count; ++i) op(int(i));
 }
 
 std::tuple<at::Tensor, at::Tensor> max_pool2d_fast(const at::Tensor& input, at::IntArrayRef kernel,
@@ -720,6 +855,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("conv2d_weight_backward_fast", &conv2d_weight_backward_fast);
   m.def("counters", &emulator_counters, pybind11::arg("reset") = false);
   m.def("check_fast_divmod", &check_fast_divmod);
+  m.def("reduce_chunks", [](int64_t outputs, int64_t length) {
+    return pycnn::gpu::reduce_split(outputs, length).chunks;
+  });
   m.def("check_fragments", &check_fragments);
   m.def("max_pool2d_fast", &max_pool2d_fast);
   m.def("max_pool2d_backward_fast", &max_pool2d_backward_fast);

@@ -65,6 +65,22 @@ void conv2d_input_backward_depthwise(const at::Tensor& grad_output, const at::Te
 void conv2d_weight_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& input,
                                       const at::Tensor& grad_weight, const Conv2dShape& s);
 
+// The same for square 3x3, 5x5 and 7x7 kernels where every offset fits in
+// int (conv2d_depthwise_fast.cuh); false, launching nothing, elsewhere.
+bool conv2d_forward_depthwise_fast(const at::Tensor& input, const at::Tensor& weight,
+                                   const at::Tensor& bias, const at::Tensor& output,
+                                   const Conv2dShape& s);
+bool conv2d_input_backward_depthwise_fast(const at::Tensor& grad_output, const at::Tensor& weight,
+                                          const at::Tensor& grad_input, const Conv2dShape& s);
+bool conv2d_weight_backward_depthwise_fast(const at::Tensor& grad_output, const at::Tensor& input,
+                                           const at::Tensor& grad_weight, const Conv2dShape& s);
+
+// grad_input for at most four input channels, one group, dilation 1, in
+// float32 and float64 (conv2d_input_backward_narrow.cuh); false, launching
+// nothing, elsewhere.
+bool conv2d_input_backward_narrow(const at::Tensor& grad_output, const at::Tensor& weight,
+                                  const at::Tensor& grad_input, const Conv2dShape& s);
+
 // grad_bias[k] = sum of grad_output[:, k, :, :] (conv2d_direct.cuh).
 void conv2d_bias_backward_reduce(const at::Tensor& grad_output, const at::Tensor& grad_bias);
 

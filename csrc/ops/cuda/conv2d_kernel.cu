@@ -1,8 +1,10 @@
 // pycnn::conv2d and its backward ops on CUDA: checks, output allocation and
 // the choice of kernel: the direct depthwise kernels when each group has one
-// input channel, else the fast implicit GEMMs (conv2d_fast.cu) where they
-// apply, else the reference implicit GEMM; grad_bias is a reduction of its
-// own.
+// input channel (conv2d_depthwise_fast.cu for 3x3, 5x5 and 7x7, else
+// conv2d_direct.cu), else the fast implicit GEMMs (conv2d_fast.cu) where
+// they apply (for grad_input of at most four input channels, first the
+// narrow kernel, conv2d_input_backward_narrow.cu), else the reference
+// implicit GEMM; grad_bias is a reduction of its own.
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
@@ -25,7 +27,8 @@ at::Tensor conv2d_cuda(const at::Tensor& input, const at::Tensor& weight,
   if (output.numel() == 0) return output;
   const at::Tensor bias = bias_opt.value_or(at::Tensor());
   if (use_depthwise(s)) {
-    conv2d_forward_depthwise(input, weight, bias, output, s);
+    if (!conv2d_forward_depthwise_fast(input, weight, bias, output, s))
+      conv2d_forward_depthwise(input, weight, bias, output, s);
   } else if (!conv2d_forward_fast(input, weight, bias, output, s)) {
     conv2d_forward_gemm(input, weight, bias, output, s);
   }
@@ -42,8 +45,10 @@ at::Tensor conv2d_input_backward_cuda(const at::Tensor& grad_output, const at::T
   at::Tensor grad_input = empty_in_layout_of(input_size, grad_output);
   if (grad_input.numel() == 0) return grad_input;
   if (use_depthwise(s)) {
-    conv2d_input_backward_depthwise(grad_output, weight, grad_input, s);
-  } else if (!conv2d_input_backward_fast(grad_output, weight, grad_input, s)) {
+    if (!conv2d_input_backward_depthwise_fast(grad_output, weight, grad_input, s))
+      conv2d_input_backward_depthwise(grad_output, weight, grad_input, s);
+  } else if (!conv2d_input_backward_narrow(grad_output, weight, grad_input, s) &&
+             !conv2d_input_backward_fast(grad_output, weight, grad_input, s)) {
     conv2d_input_backward_gemm(grad_output, weight, grad_input, s);
   }
   return grad_input;
@@ -59,7 +64,8 @@ at::Tensor conv2d_weight_backward_cuda(const at::Tensor& grad_output, const at::
   at::Tensor grad_weight = empty_output(weight_size, grad_output.options());
   if (s.batch == 0) return grad_weight.zero_();  // a sum over no pixels
   if (use_depthwise(s)) {
-    conv2d_weight_backward_depthwise(grad_output, input, grad_weight, s);
+    if (!conv2d_weight_backward_depthwise_fast(grad_output, input, grad_weight, s))
+      conv2d_weight_backward_depthwise(grad_output, input, grad_weight, s);
   } else if (!conv2d_weight_backward_fast(grad_output, input, grad_weight, s)) {
     conv2d_weight_backward_gemm(grad_output, input, grad_weight, s);
   }

@@ -11,6 +11,7 @@
 
 #include <ATen/NumericUtils.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -157,6 +158,26 @@ void launch_elementwise(const Op& op, int64_t count, cudaStream_t stream) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// Launches op(i) for i < count (count < 2^31), one item per thread.
+template <class Op>
+void launch_items(const Op& op, int64_t count, cudaStream_t stream);
+
+#if defined(__CUDACC__)
+template <class Op>
+__global__ void __launch_bounds__(kThreadsPerBlock, 2) items_kernel(const Op op, int count) {
+  const int i = blockIdx.x * kThreadsPerBlock + threadIdx.x;
+  if (i < count) op(i);
+}
+
+template <class Op>
+void launch_items(const Op& op, int64_t count, cudaStream_t stream) {
+  if (count == 0) return;
+  const unsigned blocks = unsigned((count + kThreadsPerBlock - 1) / kThreadsPerBlock);
+  items_kernel<Op><<<blocks, kThreadsPerBlock, 0, stream>>>(op, int(count));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+#endif
+
 // Sum of one value per thread over a block of kThreads threads, by a fixed
 // tree: the result does not depend on timing.  Every thread of the block
 // must call it (it synchronises); all of them get the sum.
@@ -196,10 +217,94 @@ __global__ void __launch_bounds__(kThreadsPerBlock) block_reduce_kernel(const Re
 }
 
 template <typename Reduction>
-void launch_block_reduce(const Reduction& red, cudaStream_t stream) {
+void launch_block_reduce_once(const Reduction& red, cudaStream_t stream) {
   if (red.outputs == 0) return;
   block_reduce_kernel<Reduction><<<blocks_for(red.outputs, 1), kThreadsPerBlock, 0, stream>>>(red);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// A long sum over few outputs (grad_bias of six channels over a batch of
+// 800k pixels) would keep six blocks busy and the rest of the GPU idle, so
+// it goes in two passes: each output's terms in chunks, one block per
+// (output, chunk), then each output's chunk sums added in chunk order.  The
+// split depends on the shape only: the result is the same run after run.
+struct ReduceSplit {
+  int64_t chunks, chunk_length;
+};
+
+inline ReduceSplit reduce_split(int64_t outputs, int64_t length) {
+  constexpr int64_t kTargetBlocks = 1024;
+  constexpr int64_t kMinChunk = 16 * kThreadsPerBlock;
+  const int64_t by_blocks = (kTargetBlocks + outputs - 1) / std::max<int64_t>(outputs, 1);
+  const int64_t by_length = (length + kMinChunk - 1) / kMinChunk;
+  const int64_t wanted = std::max<int64_t>(1, std::min(by_blocks, by_length));
+  const int64_t chunk_length = (length + wanted - 1) / wanted;
+  return {chunk_length == 0 ? 1 : (length + chunk_length - 1) / chunk_length, chunk_length};
+}
+
+// Pass 1: partial[e * chunks + chunk] = the sum of red's terms
+// j in [chunk * chunk_length, (chunk + 1) * chunk_length) of output e.
+template <typename Reduction>
+struct ChunkSums {
+  using acc_t = typename Reduction::acc_t;
+  Reduction red;
+  acc_t* partial;
+  int64_t chunks, chunk_length;
+  int64_t outputs, length;  // red.outputs * chunks; chunk_length
+
+  PYCNN_HOST_DEVICE acc_t term(int64_t e, int64_t j) const {
+    const int64_t out = e / chunks;
+    const int64_t jj = (e - out * chunks) * chunk_length + j;
+    return jj < red.length ? red.term(out, jj) : acc_t(0);
+  }
+  PYCNN_HOST_DEVICE void store(int64_t e, acc_t sum) const { partial[e] = sum; }
+};
+
+// Pass 2: store.store(e, the sum of partial[e * chunks + 0 .. chunks - 1]).
+template <typename acc_t_, typename Store>
+struct ChunkTotals {
+  using acc_t = acc_t_;
+  Store store_to;
+  const acc_t* partial;
+  int64_t outputs, length;  // outputs; chunks
+
+  PYCNN_HOST_DEVICE acc_t term(int64_t e, int64_t j) const { return partial[e * length + j]; }
+  PYCNN_HOST_DEVICE void store(int64_t e, acc_t sum) const { store_to.store(e, sum); }
+};
+
+// Runs red through run_once (a launch, or the emulator's loop), in two
+// passes where reduce_split splits it; `workspace(n)` returns n acc_t.
+template <typename Reduction, typename Workspace, typename RunOnce>
+void run_block_reduce(const Reduction& red, Workspace&& workspace, RunOnce&& run_once) {
+  using acc_t = typename Reduction::acc_t;
+  const ReduceSplit split = reduce_split(red.outputs, red.length);
+  if (split.chunks <= 1) return run_once(red);
+  acc_t* partial = workspace(red.outputs * split.chunks);
+  run_once(ChunkSums<Reduction>{red, partial, split.chunks, split.chunk_length,
+                                red.outputs * split.chunks, split.chunk_length});
+  run_once(ChunkTotals<acc_t, Reduction>{red, partial, red.outputs, split.chunks});
+}
+
+// acc_t scratch on the current CUDA device, from torch's caching allocator
+// (freed, stream-ordered, when the tensor goes).
+template <typename acc_t>
+at::Tensor device_scratch(int64_t count) {
+  return at::empty({count}, at::TensorOptions()
+                                .dtype(c10::CppTypeToScalarType<acc_t>::value)
+                                .device(at::kCUDA, c10::cuda::current_device()));
+}
+
+template <typename Reduction>
+void launch_block_reduce(const Reduction& red, cudaStream_t stream) {
+  using acc_t = typename Reduction::acc_t;
+  at::Tensor scratch;
+  run_block_reduce(
+      red,
+      [&](int64_t n) {
+        scratch = device_scratch<acc_t>(n);
+        return scratch.mutable_data_ptr<acc_t>();
+      },
+      [&](const auto& pass) { launch_block_reduce_once(pass, stream); });
 }
 
 }  // namespace gpu

@@ -440,25 +440,5 @@ struct AdaptiveMaxBackwardFast {
   }
 };
 
-// Launches op(i) for i < count (count < 2^31), one item per thread.
-template <class Op>
-void launch_items(const Op& op, int64_t count, cudaStream_t stream);
-
-#if defined(__CUDACC__)
-template <class Op>
-__global__ void __launch_bounds__(kThreadsPerBlock, 2) items_kernel(const Op op, int count) {
-  const int i = blockIdx.x * kThreadsPerBlock + threadIdx.x;
-  if (i < count) op(i);
-}
-
-template <class Op>
-void launch_items(const Op& op, int64_t count, cudaStream_t stream) {
-  if (count == 0) return;
-  const unsigned blocks = unsigned((count + kThreadsPerBlock - 1) / kThreadsPerBlock);
-  items_kernel<Op><<<blocks, kThreadsPerBlock, 0, stream>>>(op, int(count));
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-#endif
-
 }  // namespace gpu
 }  // namespace pycnn
