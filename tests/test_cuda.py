@@ -75,6 +75,11 @@ def test_cuda_kernels_registered():
     assert cpu <= cuda, f"ops with a CPU kernel but no CUDA kernel: {sorted(cpu - cuda)}"
 
 
+def test_conv2d_has_an_autocast_cuda_kernel():
+    """Without one, conv2d would run in float32 inside torch.autocast("cuda")."""
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("pycnn::conv2d", "AutocastCUDA")
+
+
 # ----------------------------------------------------------------------------- helpers
 
 @pytest.fixture(autouse=True)
@@ -536,3 +541,34 @@ def test_conv2d_past_int32_elements():
     assert_close(grad_x[:, :, ::16, ::16], ref_x, TOLERANCE[torch.float16], "grad_input (read pixels)")
     grad_x[:, :, ::16, ::16] = 0
     assert torch.count_nonzero(grad_x).item() == 0, "grad_input of pixels the conv never reads"
+
+
+# ----------------------------------------------------------------------------- autocast
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_conv2d_under_autocast_matches_torch(dtype):
+    """Inside torch.autocast("cuda") pycnn's Conv2d runs in the region's dtype,
+    as nn.Conv2d does, and the float32 parameters still get float32 gradients."""
+    torch.manual_seed(0)
+    ref = torch.nn.Conv2d(8, 16, 3, padding=1).cuda()
+    ours = pycnn.nn.Conv2d(8, 16, 3, padding=1).cuda()
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(4, 8, 12, 12, device="cuda", requires_grad=True)
+    outs = {}
+    for name, layer in (("torch", ref), ("pycnn", ours)):
+        with torch.autocast("cuda", dtype=dtype):
+            y = layer(x)
+            # An activation the region already cast, with the weight still float32.
+            y2 = layer(torch.relu(y[:, :8]))
+        assert y.dtype == dtype and y2.dtype == dtype, name
+        (y.float().square().sum() + y2.float().sum()).backward()
+        outs[name] = (y.float(), y2.float(), x.grad.clone(), layer.weight.grad.clone(), layer.bias.grad.clone())
+        x.grad = None
+    for what, a, b in zip(["output", "output of a cast activation", "grad_input", "grad_weight", "grad_bias"],
+                          outs["pycnn"], outs["torch"]):
+        assert a.dtype == b.dtype, what
+        err = ((a - b).abs().max() / b.abs().max()).item()
+        assert err < 4 * TOLERANCE[dtype], f"{what}: {err}"
+    assert ours.weight.grad.dtype == torch.float32
+

@@ -105,3 +105,17 @@ def test_unbatched_through_layers():
     ref.load_state_dict(conv.state_dict())
     torch.testing.assert_close(conv(x), ref(x), rtol=1e-5, atol=1e-5)
     assert pycnn.nn.MaxPool2d(2)(x).shape == (3, 4, 4)
+
+
+def test_conv2d_under_cpu_autocast_computes_in_float32():
+    """pycnn's CPU kernels take float32 and float64 only, so CPU autocast
+    (which would give torch's conv bfloat16) leaves pycnn's conv in float32:
+    the same result as outside the region (README, "Mixed precision")."""
+    torch.manual_seed(0)
+    layer = pycnn.nn.Conv2d(3, 4, 3, padding=1)
+    x = torch.randn(2, 3, 8, 8)
+    plain = layer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = layer(x)
+    assert inside.dtype == torch.float32
+    assert torch.equal(inside, plain)

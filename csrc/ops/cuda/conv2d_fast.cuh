@@ -21,6 +21,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "../conv2d.h"
@@ -306,18 +307,32 @@ void conv_input_backward_fast(const at::Tensor& grad_output, const at::Tensor& w
   launch_conv_tile<Kernels, ConvGemm<T>>(launcher, tile, p, m, cpg, z);
 }
 
-// How many ranges grad_weight's pixels are split into: enough blocks for
-// two waves of a large GPU, at least kMinStepsPerSplit K steps each.  A
-// function of the shape only (never of the device), so that the result is
-// bitwise the same on every GPU.
-constexpr int64_t kWgradTargetBlocks = 264;
+// How many ranges grad_weight's pixels are split into.  Blocks run in waves
+// of kReferenceSms x blocks_per_sm; a wave with a few blocks left over costs
+// as much as a full one (rounding the split count up to "two waves" gave
+// 265 and 288 blocks for 264 slots, so most layers ran a second wave for a
+// handful of blocks).  The count minimises waves x (K steps per split + a
+// fixed cost per block), preferring fewer splits unless more are 2 % faster,
+// with at least kWgradMinStepsPerSplit steps each.  A function of the shape
+// only (never of the device), so that the result is bitwise the same on
+// every GPU.
+constexpr int64_t kReferenceSms = 132;  // an H100 SXM's or an H200's
 constexpr int64_t kWgradMinStepsPerSplit = 8;
 constexpr int64_t kWgradMaxSplits = 128;
+constexpr double kWgradBlockOverheadSteps = 16;  // prologue, epilogue, workspace write
 
-inline int64_t choose_wgrad_splits(int64_t tiles, int64_t steps) {
-  int64_t splits = (kWgradTargetBlocks + tiles - 1) / tiles;
-  splits = std::min(splits, (steps + kWgradMinStepsPerSplit - 1) / kWgradMinStepsPerSplit);
-  return std::max<int64_t>(1, std::min(splits, kWgradMaxSplits));
+inline int64_t choose_wgrad_splits(int64_t tiles, int64_t steps, int blocks_per_sm) {
+  const int64_t slots = kReferenceSms * blocks_per_sm;
+  int64_t best = 1;
+  double best_cost = std::numeric_limits<double>::infinity();
+  for (int64_t s = 1; s <= kWgradMaxSplits; ++s) {
+    const int64_t per_split = (steps + s - 1) / s;
+    if (s > 1 && per_split < kWgradMinStepsPerSplit) break;
+    const int64_t waves = (tiles * s + slots - 1) / slots;
+    const double cost = double(waves) * (double(per_split) + kWgradBlockOverheadSteps);
+    if (cost < 0.98 * best_cost) best = s, best_cost = cost;
+  }
+  return best;
 }
 
 // grad_weight = conv2d's gradient with respect to its weight.  Returns the
@@ -367,7 +382,8 @@ int64_t conv_weight_backward_fast(const at::Tensor& grad_output, const at::Tenso
   const int bk = Kernels::WgradLarge::BK;
   const int64_t tiles = ((kgp + bm - 1) / bm) * ((p.n_size + bn - 1) / bn) * groups;
   const int64_t steps = (pixels + bk - 1) / bk;
-  int64_t splits = choose_wgrad_splits(tiles, steps);
+  const int blocks_per_sm = small ? Kernels::WgradSmall::kMinBlocks : Kernels::WgradLarge::kMinBlocks;
+  int64_t splits = choose_wgrad_splits(tiles, steps, blocks_per_sm);
   const int64_t per_split = (steps + splits - 1) / splits;
   splits = (steps + per_split - 1) / per_split;  // no empty split
   p.steps = int(steps), p.steps_per_split = int(per_split), p.splits = int(splits);
