@@ -80,15 +80,16 @@ int index_of(const char* name, const char* const* names, int count) {
   return -1;
 }
 
-const char* const kKernels[] = {"auto", "reference"};
+const char* const kKernels[] = {"auto", "reference", "gemm"};
 const char* const kConvTiles[] = {"auto", "128x128", "128x64", "64x64"};
 
 PyObject* set_cuda_kernels(PyObject*, PyObject* arg) {
   const char* name = PyUnicode_AsUTF8(arg);
   if (name == nullptr) return nullptr;
-  const int kernels = index_of(name, kKernels, 2);
+  const int kernels = index_of(name, kKernels, 3);
   if (kernels < 0) {
-    PyErr_Format(PyExc_ValueError, "set_cuda_kernels: kernels must be 'auto' or 'reference', got '%s'", name);
+    PyErr_Format(PyExc_ValueError,
+                 "set_cuda_kernels: kernels must be 'auto', 'reference' or 'gemm', got '%s'", name);
     return nullptr;
   }
   pycnn::set_cuda_kernels(kernels);

@@ -97,8 +97,9 @@ def tf32(enabled):
 
 def set_cuda_kernels(name: str) -> None:
     """Test and benchmark hook: 'auto' (the fast CUDA kernels where they
-    apply) or 'reference' (the first, simple ones: one implicit GEMM, one
-    thread per element)."""
+    apply), 'reference' (the first, simple ones: one implicit GEMM, one
+    thread per element) or 'gemm' (the fast kernels with the implicit GEMM
+    where Winograd would run)."""
     _C.set_cuda_kernels(name)
 
 

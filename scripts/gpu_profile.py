@@ -3,7 +3,8 @@ shape forced in turn, torch (cuDNN) beside it, and the profiler's split of
 the automatic choice's time among its kernels (packing, GEMM, split-K sum).
 
 One row per layer, family and pass:
-  torch ms | auto ms | 128x128 | 128x64 | 64x64 | kernels of auto (share of GPU time)
+  torch ms | auto ms | 128x128 | 128x64 | 64x64 | gemm | kernels of auto (share of GPU time)
+("gemm": the implicit GEMM where Winograd would run, for the A/B.)
 
 Then the ResNet-50 AMP training step (the benchmark's case), pycnn's model
 and torch's side by side: GPU time per step by kernel, largest first.
@@ -30,6 +31,7 @@ LAYERS = [
     ("AlexNet conv2", 128, 64, 27, 27, 192, 5, 1, 2),
     ("VGG-16 conv1_2", 32, 64, 224, 224, 64, 3, 1, 1),
     ("VGG-16 conv5", 64, 512, 14, 14, 512, 3, 1, 1),
+    ("VGG-16 conv3_2", 16, 256, 56, 56, 256, 3, 1, 1),
     ("ResNet stem", 64, 3, 224, 224, 64, 7, 2, 3),
     ("ResNet layer1", 64, 64, 56, 56, 64, 3, 1, 1),
     ("ResNet layer3", 64, 256, 14, 14, 256, 3, 1, 1),
@@ -131,6 +133,8 @@ def main(argv=None):
                     for tile in TILES:
                         with _extension.cuda_kernels("auto", tile):
                             cells.append(median_ms(ours))
+                    with _extension.cuda_kernels("gemm"):  # Winograd's A/B
+                        cells.append(median_ms(ours))
                     shares = kernel_shares(ours)
                     rows.append(f"{name:16} {family:8} {pass_:5} " + " ".join(f"{v:8.3f}" for v in cells)
                                 + f"  {shares}")
@@ -139,7 +143,7 @@ def main(argv=None):
     print(f"\n==== pycnn conv kernels by tile on {torch.cuda.get_device_name()} (ms, TF32 off; "
           f"{time.perf_counter() - start:.0f} s)")
     print(f"{'layer':16} {'family':8} {'pass':5} {'torch':>8} {'auto':>8} {'128x128':>8} {'128x64':>8} "
-          f"{'64x64':>8}  kernels of auto")
+          f"{'64x64':>8} {'gemm':>8}  kernels of auto")
     print("\n".join(rows))
     try:
         lines = step_profile()

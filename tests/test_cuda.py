@@ -187,6 +187,36 @@ def test_conv2d_matches_torch(case, dtype):
                        lambda **a: TF.conv2d(**a, **options), inputs, dtype, f"conv2d[{case}]")
 
 
+# Winograd's layers: 3x3, stride 1, at least 128 channels each side (input size, K, padding).
+WINOGRAD_SHAPES = {"padded_odd": ((2, 128, 9, 11), 128, 1), "unpadded": ((2, 128, 7, 8), 160, 0),
+                   "pad2": ((1, 136, 6, 5), 128, 2)}
+
+
+@needs_gpu
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("shape", list(WINOGRAD_SHAPES))
+def test_conv2d_winograd_matches_torch(shape, layout):
+    """float32 3x3 stride-1 layers with many channels run F(2x2, 3x3)
+    (forward and grad_input): within float32's tolerance of torch, not
+    bitwise the implicit GEMM's result (so Winograd ran), and repeatable."""
+    size, k, pad = WINOGRAD_SHAPES[shape]
+    torch.manual_seed(0)
+    x, w, b = randn(*size), randn(k, size[1], 3, 3), randn(k)
+    if layout == "channels_last":
+        x, w = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)
+    inputs = dict(input=x, weight=w, bias=b)
+    ours = lambda **a: F.conv2d(**a, padding=pad)  # noqa: E731
+    compare_with_torch(ours, lambda **a: TF.conv2d(**a, padding=pad), inputs, torch.float32,
+                       f"winograd[{shape}, {layout}]")
+    auto = run_with_grads(ours, inputs, 1)
+    with _extension.cuda_kernels("gemm"):
+        gemm = run_with_grads(ours, inputs, 1)
+    assert not torch.equal(auto[0], gemm[0]), "the forward did not run Winograd"
+    assert not torch.equal(auto[1]["input"], gemm[1]["input"]), "grad_input did not run Winograd"
+    again = run_with_grads(ours, inputs, 1)
+    assert torch.equal(again[0], auto[0]) and torch.equal(again[1]["input"], auto[1]["input"])
+
+
 @needs_gpu
 @pytest.mark.parametrize("layout", ["channels_last", "sliced", "channels_last_weight"])
 @pytest.mark.parametrize("case", ["partial_chunks_two_n_tiles_stride2", "depthwise", "rgb_7x7_flat_k"])

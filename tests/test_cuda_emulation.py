@@ -199,6 +199,52 @@ def test_conv2d_input_backward_narrow(emu, case, dtype, layout):
     assert_close(gi, exact, TOLERANCE[dtype], f"{case} grad_input")
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "sliced"])
+@pytest.mark.parametrize("padding", [0, 1, 2, (1, 0)])
+@pytest.mark.parametrize("size", [(7, 9), (6, 6), (3, 4)])
+def test_conv2d_winograd(emu, size, padding, layout):
+    """F(2x2, 3x3): forward (bias fused) and grad_input (the rotated, transposed
+    filter) against float64 torch, odd sizes leaving partial edge tiles."""
+    gen = torch.Generator().manual_seed(5)
+    h, w = size
+    x, x64 = rounded((2, 6, h, w), torch.float32, gen)
+    wt, w64 = rounded((5, 6, 3, 3), torch.float32, gen)
+    b, b64 = rounded((5,), torch.float32, gen)
+    if layout == "channels_last":
+        x, wt = x.contiguous(memory_format=torch.channels_last), wt.contiguous(memory_format=torch.channels_last)
+    elif layout == "sliced":
+        x = torch.stack([x, torch.full_like(x, float("nan"))], dim=-1).flatten(-2)[..., ::2]
+        wt = wt.transpose(2, 3).contiguous().transpose(2, 3)
+    pad = pair(padding)
+    exact = TF.conv2d(x64, w64, b64, 1, pad)
+    out = emu.conv2d_winograd(x, wt, b, pad, False)
+    assert out.is_contiguous(memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
+    # Winograd's transforms add a few roundings: a few times the direct sum's error.
+    assert_close(out, exact, 4 * TOLERANCE[torch.float32], f"{size} {padding} {layout} output")
+
+    g, g64 = rounded(tuple(exact.shape), torch.float32, gen)
+    if layout == "channels_last":
+        g = g.contiguous(memory_format=torch.channels_last)
+    exact_gi = torch.ops.aten.convolution_backward(
+        g64, x64, w64, [5], [1, 1], pad, [1, 1], False, [0, 0], 1, [True, False, False])[0]
+    gi = emu.conv2d_winograd(g, wt, None, [2 - pad[0], 2 - pad[1]], True)
+    assert tuple(gi.shape) == tuple(x.shape)
+    assert_close(gi, exact_gi, 4 * TOLERANCE[torch.float32], f"{size} {padding} {layout} grad_input")
+
+
+def test_winograd_serves_many_channel_3x3_stride1_only(emu):
+    vgg = ([64, 512, 14, 14], [512, 512, 3, 3])
+    assert emu.winograd_applies(*vgg, [1, 1], [1, 1], [1, 1], 1, False)
+    assert emu.winograd_applies(*vgg, [1, 1], [1, 1], [1, 1], 1, True)
+    assert not emu.winograd_applies(*vgg, [2, 2], [1, 1], [1, 1], 1, False)       # strided
+    assert not emu.winograd_applies(*vgg, [1, 1], [1, 1], [2, 2], 1, False)       # dilated
+    assert not emu.winograd_applies(*vgg, [1, 1], [1, 1], [1, 1], 2, False)       # grouped
+    assert not emu.winograd_applies(*vgg, [1, 1], [3, 3], [1, 1], 1, True)        # grad_input, pad 3
+    assert emu.winograd_applies(*vgg, [1, 1], [3, 3], [1, 1], 1, False)
+    assert not emu.winograd_applies([64, 64, 56, 56], [64, 64, 3, 3], [1, 1], [1, 1], [1, 1], 1, False)
+    assert not emu.winograd_applies([64, 512, 14, 14], [512, 512, 5, 5], [1, 1], [2, 2], [1, 1], 1, False)
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
 def test_conv2d_bias_backward_sums_in_chunks(emu, dtype):
     """Few channels over many pixels: the sum goes in chunks, then chunk totals."""

@@ -20,8 +20,10 @@ bool tf32_enabled();
 //   kCudaKernelsAuto: the fast kernels where they apply (conv2d_fast.cuh,
 //     pool2d_fast.cuh);
 //   kCudaKernelsReference: always the first, simple ones (the reference
-//     implicit GEMM, one thread per element with 64-bit indexing).
-enum CudaKernels : int { kCudaKernelsAuto = 0, kCudaKernelsReference = 1 };
+//     implicit GEMM, one thread per element with 64-bit indexing);
+//   kCudaKernelsGemm: the fast kernels, but the implicit GEMM where Winograd
+//     would run (conv2d_winograd.cuh), to measure one against the other.
+enum CudaKernels : int { kCudaKernelsAuto = 0, kCudaKernelsReference = 1, kCudaKernelsGemm = 2 };
 void set_cuda_kernels(int kernels);
 int cuda_kernels();
 

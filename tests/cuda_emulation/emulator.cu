@@ -31,6 +31,7 @@
 #include "ops/cuda/conv2d_fast.cuh"
 #include "ops/cuda/conv2d_forward_gemm.cuh"
 #include "ops/cuda/conv2d_input_backward_narrow.cuh"
+#include "ops/cuda/conv2d_winograd.cuh"
 #include "ops/cuda/conv2d_input_backward_gemm.cuh"
 #include "ops/cuda/conv2d_weight_backward_gemm.cuh"
 #include "ops/cuda/max_pool2d.cuh"
@@ -455,6 +456,32 @@ std::tuple<at::Tensor, int64_t> conv2d_weight_backward_fast(
   return {grad_weight, splits};
 }
 
+// Winograd F(2x2, 3x3) (float32): the forward convolution with stride 1 and
+// the given padding, or with `transposed`, the weight read as grad_input
+// reads it (transposed, rotated).  Its GEMMs run on the FFMA host model.
+at::Tensor conv2d_winograd(const at::Tensor& input, const at::Tensor& weight,
+                           const std::optional<at::Tensor>& bias, at::IntArrayRef padding,
+                           bool transposed) {
+  TORCH_CHECK(input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat,
+              "Winograd takes float32");
+  const Pair pad = pair_of(padding);
+  const int64_t out_channels = transposed ? weight.size(1) : weight.size(0);
+  at::Tensor output = empty_in_layout_of(
+      {input.size(0), out_channels, input.size(2) + 2 * pad[0] - 2, input.size(3) + 2 * pad[1] - 2},
+      input);
+  emu::HostLauncher launcher;
+  winograd_conv(input, weight, bias.value_or(at::Tensor()), output, pad[0], pad[1], transposed,
+                launcher, 0);
+  return output;
+}
+
+bool winograd_applies_to(at::IntArrayRef input_size, at::IntArrayRef weight_size,
+                         at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                         int64_t groups, bool input_grad) {
+  return winograd_applies(conv_shape(input_size, weight_size, stride, padding, dilation, groups),
+                          input_grad);
+}
+
 // ----------------------------------------------------------------------------- fast pooling
 // The fast pooling functors under the plan the library would make (throws
 // where it would fall back to the reference functors).
@@ -851,6 +878,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("conv2d_weight_backward", &conv2d_weight_backward);
   m.def("conv2d_bias_backward", &conv2d_bias_backward);
   m.def("conv2d_fast", &conv2d_fast);
+  m.def("conv2d_winograd", &conv2d_winograd);
+  m.def("winograd_applies", &winograd_applies_to);
   m.def("conv2d_input_backward_fast", &conv2d_input_backward_fast);
   m.def("conv2d_weight_backward_fast", &conv2d_weight_backward_fast);
   m.def("counters", &emulator_counters, pybind11::arg("reset") = false);

@@ -53,6 +53,15 @@ PYCNN_DECLARE_FAST_CONV(tf32)
 PYCNN_DECLARE_FAST_CONV(ffma)
 #undef PYCNN_DECLARE_FAST_CONV
 
+// Winograd F(2x2, 3x3) on the FFMA kernels (conv2d_winograd.cuh) for 3x3
+// stride-1 float32 convolutions with many channels; false, launching
+// nothing, where it does not apply.
+bool conv2d_forward_winograd(const at::Tensor& input, const at::Tensor& weight,
+                             const at::Tensor& bias, const at::Tensor& output,
+                             const Conv2dShape& s, int tile);
+bool conv2d_input_backward_winograd(const at::Tensor& grad_output, const at::Tensor& weight,
+                                    const at::Tensor& grad_input, const Conv2dShape& s, int tile);
+
 // Direct kernels (conv2d_direct.cuh) for groups of one input channel each
 // (depthwise convolution, with any channel multiplier), where a GEMM tile
 // would be almost empty.

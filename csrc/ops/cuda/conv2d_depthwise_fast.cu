@@ -21,7 +21,7 @@ using KernelSize = std::integral_constant<int, K>;
 template <class F>
 bool dispatch_depthwise(const Conv2dShape& s, std::initializer_list<const at::Tensor*> tensors,
                         at::ScalarType dtype, F&& f) {
-  if (cuda_kernels() != kCudaKernelsAuto || s.kernel_h != s.kernel_w) return false;
+  if (cuda_kernels() == kCudaKernelsReference || s.kernel_h != s.kernel_w) return false;
   if (s.kernel_h != 3 && s.kernel_h != 5 && s.kernel_h != 7) return false;
   if (!conv_fits_int32(s, tensors, 1)) return false;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "pycnn.conv2d_depthwise", [&] {

@@ -1,7 +1,8 @@
 // Chooses, per call, whether conv2d's fast kernels apply and which family:
 // tensor cores for float16 and bfloat16, for float32 when TF32 is enabled
 // (settings.h: torch's cuDNN setting unless pycnn.set_tf32 overrides it),
-// FFMA for float32 otherwise; float64 and anything whose indices would pass
+// FFMA for float32 otherwise (Winograd F(2x2, 3x3) for the 3x3 stride-1
+// layers with many channels); float64 and anything whose indices would pass
 // int32 stay on the reference kernels.
 #include "../settings.h"
 #include "conv2d_cuda.h"
@@ -26,6 +27,10 @@ Family family_for(at::ScalarType dtype) {
       return Family::kNone;
   }
 }
+
+// Winograd replaces the FFMA implicit GEMM for the 3x3 layers it serves,
+// unless the kernel choice is "gemm" (a benchmark's A/B).
+bool winograd_allowed() { return cuda_kernels() == kCudaKernelsAuto; }
 
 int granule_of(Family f) { return f == Family::kFFMA ? 1 : (f == Family::kTF32 ? 4 : 8); }
 
@@ -53,7 +58,8 @@ bool conv2d_forward_fast(const at::Tensor& input, const at::Tensor& weight, cons
       conv2d_forward_tf32(input, weight, bias, output, s, tile);
       return true;
     case Family::kFFMA:
-      conv2d_forward_ffma(input, weight, bias, output, s, tile);
+      if (!(winograd_allowed() && conv2d_forward_winograd(input, weight, bias, output, s, tile)))
+        conv2d_forward_ffma(input, weight, bias, output, s, tile);
       return true;
     default:
       return false;
@@ -74,7 +80,9 @@ bool conv2d_input_backward_fast(const at::Tensor& grad_output, const at::Tensor&
       conv2d_input_backward_tf32(grad_output, weight, grad_input, s, tile);
       return true;
     case Family::kFFMA:
-      conv2d_input_backward_ffma(grad_output, weight, grad_input, s, tile);
+      if (!(winograd_allowed() &&
+            conv2d_input_backward_winograd(grad_output, weight, grad_input, s, tile)))
+        conv2d_input_backward_ffma(grad_output, weight, grad_input, s, tile);
       return true;
     default:
       return false;

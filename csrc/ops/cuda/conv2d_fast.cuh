@@ -118,8 +118,9 @@ const T* activation_operand(const at::Tensor& t, int64_t groups, int64_t cg, int
   }
   const int64_t n = t.size(0), h = t.size(2), w = t.size(3);
   at::Tensor packed = launcher.empty({n * h * w * groups * cgp}, t.scalar_type());
-  launcher.elementwise(PackActivation<T>{t.template const_data_ptr<T>(), strides_of(t),
-                                         packed.template mutable_data_ptr<T>(), groups, cg, cgp, h, w},
+  launcher.elementwise(PackActivation<T>::make(t.template const_data_ptr<T>(), strides_of(t),
+                                               packed.template mutable_data_ptr<T>(), groups, cg,
+                                               cgp, h, w),
                        packed.numel());
   scratch.push_back(packed);
   v = {uint32_t(h * w * groups * cgp), uint32_t(w * groups * cgp), uint32_t(groups * cgp), 1,

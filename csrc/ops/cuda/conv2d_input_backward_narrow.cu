@@ -31,7 +31,7 @@ void launch_narrow(const at::Tensor& grad_output, const at::Tensor& weight,
 bool conv2d_input_backward_narrow(const at::Tensor& grad_output, const at::Tensor& weight,
                                   const at::Tensor& grad_input, const Conv2dShape& s) {
   const at::ScalarType dtype = grad_output.scalar_type();
-  if (cuda_kernels() != kCudaKernelsAuto || s.groups != 1 || s.in_channels > kNarrowMaxChannels ||
+  if (cuda_kernels() == kCudaKernelsReference || s.groups != 1 || s.in_channels > kNarrowMaxChannels ||
       s.dilation_h != 1 || s.dilation_w != 1 || (dtype != at::kFloat && dtype != at::kDouble)) {
     return false;
   }

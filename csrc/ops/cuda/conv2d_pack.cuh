@@ -15,31 +15,40 @@
 #include <cstdint>
 
 #include "cuda_common.cuh"
+#include "fast_divmod.cuh"
 
 namespace pycnn {
 namespace gpu {
 
 // out[img][y][x][g * cgp + j] = j < cg ? in[img, g * cg + j, y, x] : 0.
+// The fast kernels only run where every index fits in int (conv_fits_int32),
+// so the element is decoded in int with FastDivmod: with 64-bit divisions
+// this copy took a third of an RGB stem's float16 forward.
 template <typename T>
 struct PackActivation {
   const T* in;
   Strides4d in_s;
   T* out;
-  int64_t groups, cg, cgp, height, width;
+  int cg;
+  FastDivmod div_cgp, div_groups, div_width, div_height;
+
+  static PackActivation make(const T* in, const Strides4d& in_s, T* out, int64_t groups,
+                             int64_t cg, int64_t cgp, int64_t height, int64_t width) {
+    return {in, in_s, out, int(cg), FastDivmod::make(cgp), FastDivmod::make(groups),
+            FastDivmod::make(width), FastDivmod::make(height)};
+  }
 
   PYCNN_HOST_DEVICE void operator()(int64_t e) const {
-    const int64_t j = e % cgp;
-    int64_t rest = e / cgp;
-    const int64_t g = rest % groups;
-    rest /= groups;
-    const int64_t x = rest % width;
-    rest /= width;
-    const int64_t y = rest % height;
-    const int64_t img = rest / height;
-    out[e] = j < cg ? in[offset_of(in_s, img, g * cg + j, y, x)] : T(0.f);
+    int rest, j, g, x, y, img;
+    div_cgp.divmod(int(e), rest, j);
+    div_groups.divmod(rest, rest, g);
+    div_width.divmod(rest, rest, x);
+    div_height.divmod(rest, img, y);
+    const int64_t at = int64_t(img) * in_s.n + int64_t(g * cg + j) * in_s.c + int64_t(y) * in_s.h +
+                       int64_t(x) * in_s.w;
+    out[e] = j < cg ? in[at] : T(0.f);
   }
 };
-
 // out[k][r][s][j] = j < cpg ? w[k, j, r, s] : 0.
 template <typename T>
 struct PackWeight {

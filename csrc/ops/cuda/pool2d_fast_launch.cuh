@@ -20,7 +20,7 @@ namespace gpu {
 template <class MakeOp>
 bool launch_fast_pool(const at::Tensor& written, std::initializer_list<const at::Tensor*> all,
                       bool fits, MakeOp&& make_op) {
-  if (!fits || cuda_kernels() != kCudaKernelsAuto) return false;
+  if (!fits || cuda_kernels() == kCudaKernelsReference) return false;
   const PoolPlan plan = plan_pool(written, all);
   if (!plan.ok) return false;
   dispatch_pool(written, plan, [&](auto type, auto width) {

@@ -1,0 +1,286 @@
+// Winograd F(2x2, 3x3) for exact float32 3x3 stride-1 convolutions with many
+// channels (the forward and grad_input of VGG's and ResNet's 3x3 layers).
+// cuDNN uses transforms like these in float32: an FFMA implicit GEMM reaches
+// about 30 TFLOP/s on an H100, and cuDNN's float32 3x3 layers run at an
+// equivalent 75-110.  F(2x2, 3x3) computes each 2x2 output tile from a 4x4
+// input tile with 16 multiplies per channel pair instead of 36:
+//   V = B^T d B   (input tile d, per tile and input channel),
+//   U = G g G^T   (3x3 filter g, per output and input channel),
+//   M[e] = sum over input channels of V[e] U[e]   (16 GEMMs: tiles x C x K),
+//   Y = A^T M A   (the 2x2 outputs).
+// The 16 GEMMs are the FFMA kernel's grouped 1x1 convolution (16 groups),
+// run on scratch tensors whose strides describe the layouts below; the three
+// transforms are elementwise kernels.  Everything is summed in a fixed order
+// (the GEMM's K order, the transforms' fixed formulas): bitwise repeatable.
+//
+// grad_input of a stride-1 3x3 convolution with padding p <= 2 is the
+// forward convolution of grad_output with the flipped, transposed filter
+// and padding 2 - p, so it takes the same road.
+//
+// Layouts (so that the transforms read and write along the tensor's own
+// fastest dimension): for an NCHW tensor, V is [16][C][tiles] and M is
+// [16][K][tiles]; for channels_last, [tiles][16][C] and [tiles][16][K].
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <vector>
+
+#include "../conv2d.h"
+#include "conv2d_depthwise_fast.cuh"  // Strides4i
+#include "conv2d_fast.cuh"
+#include "fast_divmod.cuh"
+
+namespace pycnn {
+namespace gpu {
+
+// Output tiles of the transformed problem, and the index of element e
+// (0..15) of tile t, channel c in a [16][channels][tiles] or a
+// [tiles][16][channels] buffer.
+struct WinogradTiles {
+  int tiles_h, tiles_w, count;  // count = batch * tiles_h * tiles_w
+  bool tile_major;              // [tiles][16][channels]
+
+  PYCNN_HOST_DEVICE __forceinline__ int64_t at(int e, int channel, int tile, int channels) const {
+    return tile_major ? (int64_t(tile) * 16 + e) * channels + channel
+                      : (int64_t(e) * channels + channel) * count + tile;
+  }
+};
+
+// The transforms' items: (tile, channel) pairs in the order the buffer's
+// layout makes coalesced (channel fastest when tile-major, else tile).
+struct WinogradItems {
+  FastDivmod div_channels, div_tiles, div_tiles_w, div_tiles_h;
+  bool tile_major;
+
+  static WinogradItems make(const WinogradTiles& t, int channels) {
+    return {FastDivmod::make(channels), FastDivmod::make(t.count), FastDivmod::make(t.tiles_w),
+            FastDivmod::make(t.tiles_h), t.tile_major};
+  }
+
+  // Item i -> channel c, image n, tile row ty, tile column tx and flat tile.
+  PYCNN_HOST_DEVICE __forceinline__ void decode(int i, int& c, int& n, int& ty, int& tx,
+                                                int& tile) const {
+    if (tile_major) {
+      div_channels.divmod(i, tile, c);
+    } else {
+      div_tiles.divmod(i, c, tile);
+    }
+    int rest;
+    div_tiles_w.divmod(tile, rest, tx);
+    div_tiles_h.divmod(rest, n, ty);
+  }
+};
+
+// v[e] for tile (n, ty, tx) of input channel c: B^T d B of the 4x4 input
+// patch starting at (2 ty - pad_h, 2 tx - pad_w), zero outside the input.
+template <typename T>
+struct WinogradInputTransform {
+  const T* input;
+  Strides4i in_s;
+  float* v;
+  WinogradTiles tiles;
+  WinogradItems items;
+  int channels, in_h, in_w, pad_h, pad_w;
+
+  PYCNN_HOST_DEVICE void operator()(int64_t index) const {
+    int c, n, ty, tx, tile;
+    items.decode(int(index), c, n, ty, tx, tile);
+    const T* plane = input + n * in_s.n + c * in_s.c;
+    const int y0 = 2 * ty - pad_h, x0 = 2 * tx - pad_w;
+    float d[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int y = y0 + i, x = x0 + j;
+        d[i][j] = unsigned(y) < unsigned(in_h) && unsigned(x) < unsigned(in_w)
+                      ? static_cast<float>(plane[y * in_s.h + x * in_s.w])
+                      : 0.f;
+      }
+    // Rows: B^T d (B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]).
+    float t[4][4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      t[0][j] = d[0][j] - d[2][j];
+      t[1][j] = d[1][j] + d[2][j];
+      t[2][j] = d[2][j] - d[1][j];
+      t[3][j] = d[1][j] - d[3][j];
+    }
+    // Columns: (B^T d) B.
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float r[4] = {t[i][0] - t[i][2], t[i][1] + t[i][2], t[i][2] - t[i][1], t[i][1] - t[i][3]};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) v[tiles.at(i * 4 + j, c, tile, channels)] = r[j];
+    }
+  }
+};
+
+// u[e][k][c] = (G g G^T)[e] for the filter g from output channel k to input
+// channel c, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].  For grad_input
+// (transposed), k and c swap roles and g is rotated by 180 degrees.
+template <typename T>
+struct WinogradWeightTransform {
+  const T* weight;
+  Strides4d w_s;
+  float* u;
+  int out_channels, in_channels;  // of the transformed problem
+  bool transposed;
+
+  PYCNN_HOST_DEVICE void operator()(int64_t index) const {
+    const int k = int(index / in_channels), c = int(index % in_channels);
+    float g[3][3];
+#pragma unroll
+    for (int r = 0; r < 3; ++r)
+#pragma unroll
+      for (int s = 0; s < 3; ++s)
+        g[r][s] = static_cast<float>(transposed ? weight[offset_of(w_s, c, k, 2 - r, 2 - s)]
+                                                : weight[offset_of(w_s, k, c, r, s)]);
+    float t[4][3];  // G g
+#pragma unroll
+    for (int s = 0; s < 3; ++s) {
+      t[0][s] = g[0][s];
+      t[1][s] = 0.5f * (g[0][s] + g[1][s] + g[2][s]);
+      t[2][s] = 0.5f * (g[0][s] - g[1][s] + g[2][s]);
+      t[3][s] = g[2][s];
+    }
+    const int64_t plane = int64_t(out_channels) * in_channels;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float r[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]),
+                          0.5f * (t[i][0] - t[i][1] + t[i][2]), t[i][2]};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) u[(i * 4 + j) * plane + index] = r[j];
+    }
+  }
+};
+
+// The 2x2 outputs of tile (n, ty, tx), output channel k: A^T M A
+// (A^T = [1 1 1 0; 0 1 -1 -1]), plus the bias; the parts of a tile past
+// the output's edge are not written.
+template <typename T>
+struct WinogradOutputTransform {
+  const float* m;
+  const T* bias;  // null when none
+  T* output;
+  Strides4i out_s;
+  WinogradTiles tiles;
+  WinogradItems items;
+  int channels, out_h, out_w, bias_stride;
+
+  PYCNN_HOST_DEVICE void operator()(int64_t index) const {
+    int k, n, ty, tx, tile;
+    items.decode(int(index), k, n, ty, tx, tile);
+    float mv[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) mv[i][j] = m[tiles.at(i * 4 + j, k, tile, channels)];
+    float t[2][4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      t[0][j] = mv[0][j] + mv[1][j] + mv[2][j];
+      t[1][j] = mv[1][j] - mv[2][j] - mv[3][j];
+    }
+    const float b = bias != nullptr ? static_cast<float>(bias[k * bias_stride]) : 0.f;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int y = 2 * ty + i;
+      if (y >= out_h) continue;
+      const float y0 = t[i][0] + t[i][1] + t[i][2] + b;
+      const float y1 = t[i][1] - t[i][2] - t[i][3] + b;
+      T* row = output + n * out_s.n + k * out_s.c + y * out_s.h;
+      row[(2 * tx) * out_s.w] = static_cast<T>(y0);
+      if (2 * tx + 1 < out_w) row[(2 * tx + 1) * out_s.w] = static_cast<T>(y1);
+    }
+  }
+};
+
+// Whether Winograd serves a convolution with these (forward-problem) sizes:
+// many channels on both sides (with few, the transforms' memory traffic
+// outweighs the multiplies saved), and every index within int32.
+constexpr int64_t kWinogradMinChannels = 128;
+constexpr int64_t kWinogradMaxScratchBytes = int64_t(4) << 30;
+
+inline bool winograd_sizes_fit(int64_t batch, int64_t in_channels, int64_t out_channels,
+                               int64_t out_h, int64_t out_w) {
+  if (in_channels < kWinogradMinChannels || out_channels < kWinogradMinChannels) return false;
+  const int64_t tiles = batch * ((out_h + 1) / 2) * ((out_w + 1) / 2);
+  const int64_t v = 16 * tiles * in_channels, m = 16 * tiles * out_channels;
+  return v <= kInt32Limit && m <= kInt32Limit && 4 * (v + m) <= kWinogradMaxScratchBytes;
+}
+
+// Whether Winograd applies (the caller has chosen the FFMA family: float32,
+// TF32 off).  grad_input reads the filter rotated: padding 2 - p >= 0.
+inline bool winograd_applies(const Conv2dShape& s, bool input_grad) {
+  if (s.groups != 1 || s.kernel_h != 3 || s.kernel_w != 3 || s.stride_h != 1 || s.stride_w != 1 ||
+      s.dilation_h != 1 || s.dilation_w != 1 || s.out_h < 1 || s.out_w < 1) {
+    return false;
+  }
+  if (input_grad) {
+    return s.pad_h <= 2 && s.pad_w <= 2 &&
+           winograd_sizes_fit(s.batch, s.out_channels, s.in_channels, s.in_h, s.in_w);
+  }
+  return winograd_sizes_fit(s.batch, s.in_channels, s.out_channels, s.out_h, s.out_w);
+}
+
+// Forward convolution by F(2x2, 3x3): output = conv(input, weight) + bias,
+// stride 1, padding (pad_h, pad_w); `transposed`: the weight is read as
+// the 180-degree rotation of its transpose (grad_input).
+template <class L>
+void winograd_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                   const at::Tensor& output, int64_t pad_h, int64_t pad_w, bool transposed,
+                   L& launcher, int tile) {
+  const int64_t batch = input.size(0), cin = input.size(1), in_h = input.size(2), in_w = input.size(3);
+  const int64_t cout = output.size(1), out_h = output.size(2), out_w = output.size(3);
+  WinogradTiles t;
+  t.tiles_h = int((out_h + 1) / 2), t.tiles_w = int((out_w + 1) / 2);
+  t.count = int(batch) * t.tiles_h * t.tiles_w;
+  const bool in_major = is_channels_last(input), out_major = is_channels_last(output);
+
+  // V, and its view as the GEMM's activation: [tiles, 16 C, 1, 1], 16 groups.
+  at::Tensor v_buf = launcher.empty({16 * int64_t(t.count) * cin}, at::kFloat);
+  WinogradTiles tv = t;
+  tv.tile_major = in_major;
+  launcher.elementwise(
+      WinogradInputTransform<float>{input.const_data_ptr<float>(), strides32_of(input),
+                                    v_buf.mutable_data_ptr<float>(), tv,
+                                    WinogradItems::make(tv, int(cin)), int(cin), int(in_h),
+                                    int(in_w), int(pad_h), int(pad_w)},
+      int64_t(t.count) * cin);
+  const std::vector<int64_t> v_strides =
+      in_major ? std::vector<int64_t>{16 * cin, 1, 1, 1} : std::vector<int64_t>{1, t.count, 1, 1};
+  const at::Tensor v = v_buf.as_strided({t.count, 16 * cin, 1, 1}, v_strides);
+
+  // U as a [16 K, C, 1, 1] weight: group e's output channels e K .. e K + K - 1.
+  at::Tensor u = launcher.empty({16 * cout, cin, 1, 1}, at::kFloat);
+  launcher.elementwise(
+      WinogradWeightTransform<float>{weight.const_data_ptr<float>(), strides_of(weight),
+                                     u.mutable_data_ptr<float>(), int(cout), int(cin), transposed},
+      cout * cin);
+
+  at::Tensor m_buf = launcher.empty({16 * int64_t(t.count) * cout}, at::kFloat);
+  const std::vector<int64_t> m_strides =
+      out_major ? std::vector<int64_t>{16 * cout, 1, 1, 1} : std::vector<int64_t>{1, t.count, 1, 1};
+  const at::Tensor m = m_buf.as_strided({t.count, 16 * cout, 1, 1}, m_strides);
+  Conv2dShape s16{};
+  s16.batch = t.count, s16.in_channels = 16 * cin, s16.in_h = s16.in_w = 1;
+  s16.out_channels = 16 * cout, s16.kernel_h = s16.kernel_w = 1, s16.out_h = s16.out_w = 1;
+  s16.stride_h = s16.stride_w = s16.dilation_h = s16.dilation_w = 1;
+  s16.groups = 16;
+  conv_forward_fast<SimtKernels>(v, u, at::Tensor(), m, s16, launcher, tile);
+
+  WinogradTiles tm = t;
+  tm.tile_major = out_major;
+  launcher.elementwise(
+      WinogradOutputTransform<float>{m_buf.const_data_ptr<float>(),
+                                     bias.defined() ? bias.const_data_ptr<float>() : nullptr,
+                                     output.mutable_data_ptr<float>(), strides32_of(output), tm,
+                                     WinogradItems::make(tm, int(cout)), int(cout), int(out_h),
+                                     int(out_w), bias.defined() ? int(bias.stride(0)) : 0},
+      int64_t(t.count) * cout);
+}
+
+}  // namespace gpu
+}  // namespace pycnn
