@@ -158,6 +158,25 @@ def test_row_widths(op, width, dtype):
 
 
 @dtypes
+@pytest.mark.parametrize("out_w", [144, 140])
+def test_max_rows_of_calls_larger_than_the_caches(out_w, dtype):
+    """Past kLargeCallBytes the NCHW max pool prefetches its input rows and
+    streams its outputs (non-temporal stores where a row's vector is
+    64-byte aligned: every row at out_w 144, every other one at 140): the
+    same bits as every other path, and torch's values and indices."""
+    x = randn(2, 32, 2 * 160, 2 * out_w + 1, dtype=dtype)  # 2x2 windows; the last column unused
+    assert x.nbytes >= 16 << 20 and x.numel() // 4 * (x.element_size() + 8) >= 16 << 20
+    options = dict(kernel_size=2)
+    pycnn.set_cpu_isa(SUPPORTED_ISAS[-1])
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        out, idx = F.max_pool2d(x, return_indices=True, **options)
+        ref, ref_idx = TF.max_pool2d(x, return_indices=True, **options)
+        assert torch.equal(out, ref) and torch.equal(idx, ref_idx), f"{threads} threads"
+    check_paths_agree("max", x, options, layouts=("contiguous", "strided"), what="large")
+
+
+@dtypes
 @pytest.mark.parametrize("dilation", [2, (1, 3), (2, 2)])
 def test_max_dilation_rows(dilation, dtype):
     for width in (9, 17, 40):

@@ -73,8 +73,9 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_cpu(const at::Tensor& input,
     max_pool2d_strided(input, output, indices, s);
     return {output, indices};
   }
-  const PoolParams p = pool_params(s);
+  PoolParams p = pool_params(s);
   const bool nhwc = layout == PoolLayout::nhwc;
+  if (!nhwc) set_large_call_hints(&p, input.nbytes(), output.nbytes() + indices.nbytes());
   const int64_t rows = (nhwc ? s.batch : s.batch * s.channels) * s.out_h;
   const int64_t work = s.out_w * (nhwc ? s.channels : 1) * s.kernel_h * s.kernel_w;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "pycnn.max_pool2d", [&] {

@@ -64,6 +64,7 @@ struct Avx2F32 {
     return even_of(masked_load(p, 2 * n - 1), masked_load(p + 8, 2 * n - 9));
   }
   static void store(T* p, int64_t n, V v) { masked_store(p, n, v); }
+  static constexpr bool kStreams = false;  // (no stream path here yet)
   static void store_index(int64_t* p, int64_t n, I i) {
     const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(i));
     const __m256i hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(i, 1));
@@ -211,6 +212,7 @@ struct Avx2F64 {
     return even_of(masked_load(p, 2 * n - 1), masked_load(p + 4, 2 * n - 5));
   }
   static void store(T* p, int64_t n, V v) { masked_store(p, n, v); }
+  static constexpr bool kStreams = false;  // (no stream path here yet)
   static void store_index(int64_t* p, int64_t n, I i) {
     if (n >= 4) _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), i);
     else _mm256_maskstore_epi64(reinterpret_cast<long long*>(p), first_bits(n), i);

@@ -70,6 +70,15 @@ struct Avx512F32 {
     _mm512_mask_storeu_epi64(p + 8, __mmask8(m >> 8),
                              _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(i, 1)));
   }
+  // Non-temporal stores of a full vector at a 64-byte boundary (indices: two).
+  static constexpr bool kStreams = true;
+  static void stream(T* p, V v) { _mm512_stream_ps(p, v); }
+  static void stream_index(int64_t* p, I i) {
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(p), _mm512_cvtepi32_epi64(_mm512_castsi512_si256(i)));
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(p + 8),
+                        _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(i, 1)));
+  }
+  static void stream_fence() { _mm_sfence(); }
   static void add_to(T* p, int64_t n, V v) { store(p, n, _mm512_add_ps(load(p, n), v)); }
   // p[2j] += v[j]: deinterleave, add to the even elements, interleave back
   // (the odd ones are rewritten unchanged).
@@ -205,6 +214,10 @@ struct Avx512F64 {
     else _mm512_mask_storeu_pd(p, first(n), v);
   }
   static void store_index(int64_t* p, int64_t n, I i) { _mm512_mask_storeu_epi64(p, first(n), i); }
+  static constexpr bool kStreams = true;
+  static void stream(T* p, V v) { _mm512_stream_pd(p, v); }
+  static void stream_index(int64_t* p, I i) { _mm512_stream_si512(reinterpret_cast<__m512i*>(p), i); }
+  static void stream_fence() { _mm_sfence(); }
   static void add_to(T* p, int64_t n, V v) { store(p, n, _mm512_add_pd(load(p, n), v)); }
   static void add_to_stride2(T* p, int64_t n, V v) {
     const M m_lo = first(2 * n - 1), m_hi = first(2 * n - 9);

@@ -54,6 +54,12 @@ void parallel_rows(int64_t rows, int64_t work_per_row, const F& f) {
 // per input element exceeds the scatter's per output.
 bool prefer_gather(PoolLayout layout, const PoolParams& p);
 
+// PoolParams' hints for a call reading `input_bytes` and writing
+// `output_bytes` (values and indices): streaming stores and input prefetch
+// where they exceed kLargeCallBytes, well past what the caches hold.
+constexpr int64_t kLargeCallBytes = int64_t(16) << 20;
+void set_large_call_hints(PoolParams* p, int64_t input_bytes, int64_t output_bytes);
+
 // The max-pool gradient of plain pooling (or adaptive pooling made plain):
 // every grad_input element gathers, in output order, the gradients of the
 // outputs that cover it and chose it.  grad_input must be nchw or nhwc
