@@ -101,7 +101,9 @@ def main(argv=None):
                 for r in rows:
                     summary.append(("  " + r.case.name, r.layout, r.ratio, None,
                                     f"pycnn {fmt(report.scaled_rate(r, 'pycnn'), 0)} img/s, "
-                                    f"torch {fmt(report.scaled_rate(r, 'torch'), 0)} img/s"))
+                                    f"torch {fmt(report.scaled_rate(r, 'torch'), 0)} img/s"
+                                    # e.g. convolutions in another dtype under autocast
+                                    + (f"; NOTE: {r.note}" if r.note else "")))
 
     if args.json:
         with open(args.json, "w") as f:
