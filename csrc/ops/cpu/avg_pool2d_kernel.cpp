@@ -91,11 +91,20 @@ at::Tensor avg_pool2d_cpu(const at::Tensor& input, at::IntArrayRef kernel_size,
   const bool nhwc = layout == PoolLayout::nhwc;
   const int64_t rows = (nhwc ? s.batch : s.batch * s.channels) * s.out_h;
   const int64_t work = s.out_w * (nhwc ? s.channels : 1) * s.kernel_h * s.kernel_w;
+  // The adaptive windows equal these only without a divisor override.
+  const bool plane_groups = !nhwc && p.divisor_override == 0 && use_plane_groups(p);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "pycnn.avg_pool2d", [&] {
     const PoolKernels<scalar_t>& kernels = pool_kernels<scalar_t>(active_cpu_isa());
-    const auto kernel = nhwc ? kernels.avg_nhwc : kernels.avg_nchw;
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.data_ptr<scalar_t>();
+    if (plane_groups) {
+      parallel_rows(s.batch * s.channels, s.out_h * work, [&](int64_t begin, int64_t end) {
+        std::vector<char> scratch(plane_group_scratch(p, sizeof(scalar_t)));
+        kernels.adaptive_avg_nchw(in, out, p, begin, end, scratch.data());
+      });
+      return;
+    }
+    const auto kernel = nhwc ? kernels.avg_nhwc : kernels.avg_nchw;
     parallel_rows(rows, work, [&](int64_t begin, int64_t end) { kernel(in, out, p, begin, end); });
   });
   return output;

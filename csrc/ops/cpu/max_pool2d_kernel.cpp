@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "../../shape.h"
 #include "../pool2d.h"
@@ -78,12 +79,20 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_cpu(const at::Tensor& input,
   if (!nhwc) set_large_call_hints(&p, input.nbytes(), output.nbytes() + indices.nbytes());
   const int64_t rows = (nhwc ? s.batch : s.batch * s.channels) * s.out_h;
   const int64_t work = s.out_w * (nhwc ? s.channels : 1) * s.kernel_h * s.kernel_w;
+  const bool plane_groups = !nhwc && use_plane_groups(p);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "pycnn.max_pool2d", [&] {
     const PoolKernels<scalar_t>& kernels = pool_kernels<scalar_t>(active_cpu_isa());
-    const auto kernel = nhwc ? kernels.max_nhwc : kernels.max_nchw;
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.data_ptr<scalar_t>();
     int64_t* idx = indices.data_ptr<int64_t>();
+    if (plane_groups) {
+      parallel_rows(s.batch * s.channels, s.out_h * work, [&](int64_t begin, int64_t end) {
+        std::vector<char> scratch(plane_group_scratch(p, sizeof(scalar_t)));
+        kernels.adaptive_max_nchw(in, out, idx, p, begin, end, scratch.data());
+      });
+      return;
+    }
+    const auto kernel = nhwc ? kernels.max_nhwc : kernels.max_nchw;
     parallel_rows(rows, work, [&](int64_t begin, int64_t end) {
       kernel(in, out, idx, p, begin, end);
     });

@@ -54,6 +54,13 @@ void parallel_rows(int64_t rows, int64_t work_per_row, const F& f) {
 // per input element exceeds the scatter's per output.
 bool prefer_gather(PoolLayout layout, const PoolParams& p);
 
+// Whether a plain NCHW max or avg pool should run on the adaptive kernels'
+// plane groups (one plane per vector lane): its windows tile the input
+// exactly (kernel == stride, no padding or dilation), so the adaptive
+// windows are the same, and its output rows are too short to fill a row
+// vector.  The planes must fit plane_group_scratch.
+bool use_plane_groups(const PoolParams& p);
+
 // PoolParams' hints for a call reading `input_bytes` and writing
 // `output_bytes` (values and indices): streaming stores and input prefetch
 // where they exceed kLargeCallBytes, well past what the caches hold.
