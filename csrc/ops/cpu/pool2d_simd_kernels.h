@@ -271,9 +271,10 @@ inline void with_stride(int64_t stride, const Body& body) {
 // a few at each end) take the scalar path.
 
 // Asks the caches for the input rows the windows of output row r (plane,
-// oh) read.  On large NCHW inputs the hardware prefetcher alone left a 2x2
-// max pool at half the memory bandwidth: each output row reads two input
-// rows through stride-2 deinterleaving loads.
+// oh) read.  Each output row of a 2x2 max pool reads two input rows through
+// stride-2 deinterleaving loads; in some runs on the development VM the
+// hardware prefetcher alone held VGG pool1 to half the speed this gives
+// (in others the two were even: pool2d_cpu.cpp, set_large_call_hints).
 template <typename T>
 inline void prefetch_window_rows(const T* in, const PoolParams& p, int64_t r) {
   const int64_t plane = r / p.out_h, oh = r % p.out_h;
@@ -294,7 +295,8 @@ template <class S>
 inline void store_values_and_indices(typename S::T* dst, int64_t* dst_index, int64_t n,
                                      typename S::V v, typename S::I i, bool stream) {
   if constexpr (S::kStreams) {
-    if (stream && n == S::L && ((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(dst_index)) & 63) == 0) {
+    const uintptr_t addresses = reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(dst_index);
+    if (stream && n == S::L && (addresses & 63) == 0) {
       S::stream(dst, v);
       S::stream_index(dst_index, i);
       return;
