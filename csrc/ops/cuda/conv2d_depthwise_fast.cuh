@@ -29,18 +29,6 @@
 namespace pycnn {
 namespace gpu {
 
-// Element strides in (N, C, H, W) order, in int.
-struct Strides4i {
-  int n, c, h, w;
-  PYCNN_HOST_DEVICE __forceinline__ int at(int n_, int c_, int h_, int w_) const {
-    return n_ * n + c_ * c + h_ * h + w_ * w;
-  }
-};
-
-inline Strides4i strides32_of(const at::Tensor& t) {
-  return {int(t.stride(0)), int(t.stride(1)), int(t.stride(2)), int(t.stride(3))};
-}
-
 // The convolution's options and sizes, in int.
 struct DepthwiseShape {
   int batch, channels, kpg;  // input channels; output channels per input channel

@@ -19,7 +19,6 @@
 #include <algorithm>
 
 #include "../conv2d.h"
-#include "conv2d_depthwise_fast.cuh"  // Strides4i
 #include "cuda_common.cuh"
 #include "fast_divmod.cuh"
 
@@ -31,11 +30,6 @@ constexpr int kNarrowMaxChannels = 4;
 constexpr int kNarrowMaxChunk = 16;
 constexpr int64_t kNarrowSharedBytes = 40 * 1024;
 static_assert(kNarrowTileH * kNarrowTileW == kThreadsPerBlock, "one pixel per thread");
-
-PYCNN_HOST_DEVICE __forceinline__ int floor_div_int(int a, int b) {
-  const int q = a / b;
-  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
 
 template <typename scalar_t, int kC>
 struct NarrowInputGrad {
@@ -67,8 +61,8 @@ struct NarrowInputGrad {
     blk.y0 = (rest % tiles_h) * kNarrowTileH;
     blk.x0 = tw * kNarrowTileW;
     // The first output whose window reaches the patch (may be negative).
-    blk.oh_lo = -floor_div_int(-(blk.y0 + pad_h - (kernel_h - 1)), stride_h);
-    blk.ow_lo = -floor_div_int(-(blk.x0 + pad_w - (kernel_w - 1)), stride_w);
+    blk.oh_lo = int(div_ceil(blk.y0 + pad_h - (kernel_h - 1), stride_h));
+    blk.ow_lo = int(div_ceil(blk.x0 + pad_w - (kernel_w - 1), stride_w));
     return blk;
   }
 

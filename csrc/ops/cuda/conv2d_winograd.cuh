@@ -26,8 +26,8 @@
 
 #include <vector>
 
+#include "../common.h"
 #include "../conv2d.h"
-#include "conv2d_depthwise_fast.cuh"  // Strides4i
 #include "conv2d_fast.cuh"
 #include "fast_divmod.cuh"
 

@@ -33,6 +33,18 @@ struct Strides4d {
   int64_t n, c, h, w;
 };
 
+// The same in int, for the fast kernels (every offset checked to fit).
+struct Strides4i {
+  int n, c, h, w;
+  PYCNN_HOST_DEVICE __forceinline__ int at(int n_, int c_, int h_, int w_) const {
+    return n_ * n + c_ * c + h_ * h + w_ * w;
+  }
+};
+
+inline Strides4i strides32_of(const at::Tensor& t) {
+  return {int(t.stride(0)), int(t.stride(1)), int(t.stride(2)), int(t.stride(3))};
+}
+
 // torch's rule for max pooling, in every pycnn max kernel: a NaN takes the
 // place of the maximum (so the last NaN wins), and among equal values the
 // first one stays.
