@@ -118,6 +118,30 @@ if [[ ${GPU_CHECK_PROFILE:-1} == 1 ]]; then
   cat "$LOG_DIR/gpu_profile.txt" >>"$LOG"
 fi
 
+# Nsight Compute's view of the tensor-core tiles (GPU_CHECK_NCU=1; about 30 s).
+NCU_METRICS="sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active
+  l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum
+  l1tex__data_pipe_lsu_wavefronts_mem_shared.sum
+  smsp__average_warps_issue_stalled_barrier_per_issue_active.ratio
+  smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio
+  smsp__average_warps_issue_stalled_short_scoreboard_per_issue_active.ratio
+  smsp__average_warps_issue_stalled_mio_throttle_per_issue_active.ratio
+  smsp__average_warps_issue_stalled_math_pipe_throttle_per_issue_active.ratio
+  smsp__average_warps_issue_stalled_wait_per_issue_active.ratio
+  smsp__average_warps_issue_stalled_not_selected_per_issue_active.ratio
+  smsp__average_warps_issue_stalled_lg_throttle_per_issue_active.ratio
+  smsp__average_warps_issue_stalled_dispatch_stall_per_issue_active.ratio"
+if [[ ${GPU_CHECK_NCU:-0} == 1 ]] && command -v ncu >/dev/null; then
+  stage "ncu: VGG-16 conv3_2 forward, each tensor-core tile (scripts/gpu_ncu.py)"
+  timeout "$(limit 60 100)" ncu --clock-control none --kernel-name regex:igemm \
+    --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats \
+    --section MemoryWorkloadAnalysis_Tables --section Occupancy --section LaunchStats \
+    --metrics "$(tr -s ' \n' ',' <<<"$NCU_METRICS" | sed 's/^,//; s/,$//')" \
+    $PY scripts/gpu_ncu.py >"$LOG_DIR/gpu_ncu.txt" 2>&1
+  grep -E "igemm_kernel|pct_of_peak|stalled|bank_conflicts|wavefronts|Duration|Compute \(SM\) Throughput|Memory Throughput|Issue Slots Busy|Executed Ipc A|Bank Conflicts|Achieved Occupancy|Registers Per|Stall|Warp Cycles Per Issued" \
+    "$LOG_DIR/gpu_ncu.txt" | cut -c1-160 | head -80 >>"$LOG"
+fi
+
 stage "benchmark suite: python -m pycnn bench --device cuda configurations (scripts/gpu_suite.py)"
 suite_out=build/gpu_check_suite.txt
 suite_limit=$(limit 400 5)

@@ -3,7 +3,9 @@ shape forced in turn, torch (cuDNN) beside it, and the profiler's split of
 the automatic choice's time among its kernels (packing, GEMM, split-K sum).
 
 One row per layer, family and pass:
-  torch ms | auto ms | 128x128 | 128x64 | 64x64 | gemm | kernels of auto (share of GPU time)
+  torch ms | auto ms | each tile forced (TILES) | gemm | kernels of auto (share of GPU time)
+(128x128w4 and 256x128: 64 x 64 warp tiles, tensor cores only; the FFMA
+kernels run their 128x128 tile there.)
 ("gemm": the implicit GEMM where Winograd would run, for the A/B.)
 
 Then the ResNet-50 AMP training step (the benchmark's case), pycnn's model
@@ -39,7 +41,7 @@ LAYERS = [
 ]
 FAMILIES = [("f32 nchw", torch.float32, False, torch.contiguous_format),
             ("f16 cl", torch.float16, None, torch.channels_last)]
-TILES = ["auto", "128x128", "128x64", "64x64"]
+TILES = ["auto", "128x128", "128x64", "64x64", "128x128w4", "256x128"]
 
 
 def median_ms(fn, reps=7):
@@ -136,14 +138,14 @@ def main(argv=None):
                     with _extension.cuda_kernels("gemm"):  # Winograd's A/B
                         cells.append(median_ms(ours))
                     shares = kernel_shares(ours)
-                    rows.append(f"{name:16} {family:8} {pass_:5} " + " ".join(f"{v:8.3f}" for v in cells)
+                    rows.append(f"{name:16} {family:8} {pass_:5} {cells[0]:8.3f} " + " ".join(f"{v:9.3f}" for v in cells[1:])
                                 + f"  {shares}")
             del x, wt, g
             torch.cuda.empty_cache()
     print(f"\n==== pycnn conv kernels by tile on {torch.cuda.get_device_name()} (ms, TF32 off; "
           f"{time.perf_counter() - start:.0f} s)")
-    print(f"{'layer':16} {'family':8} {'pass':5} {'torch':>8} {'auto':>8} {'128x128':>8} {'128x64':>8} "
-          f"{'64x64':>8} {'gemm':>8}  kernels of auto")
+    print(f"{'layer':16} {'family':8} {'pass':5} {'torch':>8} "
+          + " ".join(f"{tile:>9}" for tile in TILES) + f" {'gemm':>9}  kernels of auto")
     print("\n".join(rows))
     try:
         lines = step_profile()

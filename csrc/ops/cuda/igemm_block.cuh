@@ -42,8 +42,12 @@ struct TcMath {
   static constexpr int kV = Cfg::kV, kCopyBytes = 16;
   // Blocks per SM the register budget is set for: 2 x 256 or 4 x 128
   // threads (128 registers each), 3 x 128 for the 128 x 64 tile, whose
-  // threads copy four A rows each (168 registers).
-  static constexpr int kMinBlocks = kThreads == 256 ? 2 : (BM * BN > 64 * 64 ? 3 : 4);
+  // threads copy four A rows each (168 registers).  A 64 x 64 warp tile
+  // holds 128 accumulators per thread: 8 warps per SM (255 registers).
+  static constexpr int kAccPerThread = BM * BN / kThreads;
+  static constexpr int kMinBlocks = kAccPerThread >= 128 ? 256 / kThreads
+                                    : kThreads == 256      ? 2
+                                    : (BM * BN > 64 * 64 ? 3 : 4);
   // K-contiguous: BM rows of 64 bytes; M-contiguous: BK rows of BM elements.
   // Either way BM x 64 bytes.
   static constexpr int kABytes = BM * 64, kBBytes = BN * 64;
