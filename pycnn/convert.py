@@ -18,7 +18,15 @@ ConversionWarning, never changed silently:
     built with CUDA.  Pools have no parameters, so they go by the tensors of
     the nearest enclosing module that has any (a pool alone is converted).
 A layer already pycnn's is skipped.  to_torch(model) is the inverse.
+
+fuse_relu=True also fuses each Conv2d that an nn.ReLU follows in an
+nn.Sequential (VGG's and AlexNet's feature stacks) into a Conv2dReLU, which
+applies the ReLU in the convolution's kernel; the ReLU becomes a FusedReLU
+(the identity), so that state_dict keys and indices stay as they were.  A
+pair is left alone if either module has hooks (they would see other values)
+or appears in the model more than once.
 """
+import collections
 import copy
 import warnings
 
@@ -127,13 +135,36 @@ def _walk(module, name="", ancestors=(), seen=None):
                          ancestors + (module,), seen)
 
 
-def convert(model: nn.Module, inplace: bool = True) -> nn.Module:
+def _has_hooks(module):
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or module._backward_pre_hooks)
+
+
+def _sequential_pairs(model):
+    """(module, the module after it) in every nn.Sequential of the model."""
+    for container in model.modules():
+        if isinstance(container, nn.Sequential):
+            children = list(container.children())
+            yield from zip(children, children[1:])
+
+
+def _fuse_relus(model):
+    uses = collections.Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
+    for conv, relu in _sequential_pairs(model):
+        if (type(conv) is pnn.Conv2d and type(relu) is nn.ReLU and uses[id(conv)] == 1
+                and uses[id(relu)] == 1 and not _has_hooks(conv) and not _has_hooks(relu)):
+            conv.__class__ = pnn.Conv2dReLU
+            relu.__class__ = pnn.FusedReLU
+
+
+def convert(model: nn.Module, inplace: bool = True, fuse_relu: bool = False) -> nn.Module:
     """`model` with its convolution and pooling layers on pycnn's kernels.
 
     inplace=True (default) converts `model` itself and returns it;
     inplace=False returns a converted deep copy and leaves `model` as it was.
-    Layers pycnn cannot take are left as they are and listed in a
-    ConversionWarning.
+    fuse_relu=True: each Conv2d followed by an nn.ReLU in an nn.Sequential
+    becomes a Conv2dReLU (see the module's docstring).  Layers pycnn cannot
+    take are left as they are and listed in a ConversionWarning.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"pycnn.convert: model must be a torch.nn.Module, got {type(model).__name__}")
@@ -151,6 +182,8 @@ def convert(model: nn.Module, inplace: bool = True) -> nn.Module:
             left.append((name, type(module).__name__, reason))
         else:
             _swap_class(module, PYCNN_LAYERS)
+    if fuse_relu:
+        _fuse_relus(model)
     if left:
         listing = "; ".join(f"{name or '(the model)'} ({kind}): {why}" for name, kind, why in left)
         warnings.warn(f"pycnn.convert left {len(left)} layer(s) as torch's: {listing}",
@@ -160,10 +193,22 @@ def convert(model: nn.Module, inplace: bool = True) -> nn.Module:
 
 def to_torch(model: nn.Module, inplace: bool = True) -> nn.Module:
     """The inverse of convert: every pycnn.nn layer (or subclass of one) back
-    to its torch.nn class, which computes the same thing with torch's kernels."""
+    to its torch.nn class, which computes the same thing with torch's kernels.
+    A Conv2dReLU with its FusedReLU after it becomes Conv2d and ReLU again; one
+    without (torch has no single layer for both) stays, named in a
+    ConversionWarning."""
     if not inplace:
         model = copy.deepcopy(model)
-    for module in model.modules():
+    unfused = set()
+    for conv, relu in _sequential_pairs(model):
+        if isinstance(conv, pnn.Conv2dReLU) and type(relu) is pnn.FusedReLU:
+            relu.__class__ = nn.ReLU
+            unfused.add(id(conv))
+    left = []
+    for name, module in model.named_modules():
+        if isinstance(module, pnn.Conv2dReLU) and id(module) not in unfused:
+            left.append(name or "(the model)")
+            continue
         base = _base_layer(module, TORCH_LAYERS)
         if base is None:
             continue
@@ -171,6 +216,10 @@ def to_torch(model: nn.Module, inplace: bool = True) -> nn.Module:
             _swap_class(module, TORCH_LAYERS)
         else:
             module.__class__ = TORCH_LAYERS[base]
+    if left:
+        warnings.warn(f"pycnn.to_torch left {len(left)} Conv2dReLU layer(s) as pycnn's (no FusedReLU "
+                      f"after them to turn back into an nn.ReLU): {', '.join(left)}",
+                      ConversionWarning, stacklevel=2)
     return model
 
 

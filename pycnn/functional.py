@@ -3,6 +3,8 @@
 Same signatures, defaults and results as torch.nn.functional: unbatched
 (C, H, W) inputs, ints or pairs for every window option, padding='same' and
 'valid', return_indices, and None entries in an adaptive output_size.
+conv2d_relu is pycnn's own: relu(conv2d(...)) with the ReLU fused into the
+convolution's kernels.
 """
 from numbers import Integral
 
@@ -11,7 +13,7 @@ import torch
 from ._extension import _C
 from .ops import ops
 
-__all__ = ["conv2d", "max_pool2d", "max_pool2d_with_indices", "avg_pool2d",
+__all__ = ["conv2d", "conv2d_relu", "max_pool2d", "max_pool2d_with_indices", "avg_pool2d",
            "adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_max_pool2d_with_indices"]
 
 
@@ -76,10 +78,10 @@ def _unbatched(output, added):
     return output.squeeze(0) if added else output
 
 
-def _same_padding(weight, dilation, stride):
+def _same_padding(op, weight, dilation, stride):
     """torch's padding='same': (symmetric padding, extra right/bottom padding)."""
     if stride != (1, 1):
-        raise ValueError(f"pycnn.conv2d: padding='same' is not supported for strided "
+        raise ValueError(f"pycnn.{op}: padding='same' is not supported for strided "
                          f"convolutions, got stride={stride}")
     total = [dilation[i] * (weight.shape[2 + i] - 1) for i in range(2)]
     left = tuple(t // 2 for t in total)
@@ -89,28 +91,39 @@ def _same_padding(weight, dilation, stride):
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """torch.nn.functional.conv2d with pycnn's kernels."""
-    _check_tensor(input, "conv2d")
-    stride = _pair(stride, "conv2d", "stride")
-    dilation = _pair(dilation, "conv2d", "dilation")
+    return _conv2d("conv2d", input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d_relu(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """relu(conv2d(...)) in one kernel: the ReLU is applied to each output as
+    it is stored (the epilogue), so the pre-activation is never written.  Same
+    arguments as conv2d; the gradient is ReLU's then conv2d's."""
+    return _conv2d("conv2d_relu", input, weight, bias, stride, padding, dilation, groups)
+
+
+def _conv2d(op, input, weight, bias, stride, padding, dilation, groups):
+    _check_tensor(input, op)
+    stride = _pair(stride, op, "stride")
+    dilation = _pair(dilation, op, "dilation")
     if not _is_int(groups):
-        raise ValueError(f"pycnn.conv2d: groups must be an int, got groups={groups!r}")
+        raise ValueError(f"pycnn.{op}: groups must be an int, got groups={groups!r}")
     input, added = _batched(input)
     if isinstance(padding, str):
         if padding == "valid":
             padding = (0, 0)
         elif padding == "same":
             if weight.dim() != 4:
-                raise ValueError(f"pycnn.conv2d: expected weight to be 4-D, got shape {list(weight.shape)}")
-            padding, extra = _same_padding(weight, dilation, stride)
+                raise ValueError(f"pycnn.{op}: expected weight to be 4-D, got shape {list(weight.shape)}")
+            padding, extra = _same_padding(op, weight, dilation, stride)
             if any(extra):
                 # An odd total padding puts the extra row/column at the end, as torch does.
                 input = torch.nn.functional.pad(input, (0, extra[1], 0, extra[0]))
         else:
-            raise ValueError(f"pycnn.conv2d: padding must be 'same', 'valid', an int or a pair "
+            raise ValueError(f"pycnn.{op}: padding must be 'same', 'valid', an int or a pair "
                              f"of ints, got padding={padding!r}")
     else:
-        padding = _pair(padding, "conv2d", "padding")
-    return _unbatched(ops.conv2d(input, weight, bias, stride, padding, dilation, groups), added)
+        padding = _pair(padding, op, "padding")
+    return _unbatched(getattr(ops, op)(input, weight, bias, stride, padding, dilation, groups), added)
 
 
 def _pool_options(op, kernel_size, stride, padding, dilation=1):

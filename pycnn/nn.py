@@ -9,18 +9,38 @@ import torch
 
 from . import functional as F
 
-__all__ = ["Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"]
+__all__ = ["Conv2d", "Conv2dReLU", "FusedReLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
+           "AdaptiveMaxPool2d"]
 
 
 class Conv2d(torch.nn.Conv2d):
     """torch.nn.Conv2d computed by pycnn.functional.conv2d (all padding modes)."""
 
+    _conv = staticmethod(F.conv2d)
+
     def _conv_forward(self, input, weight, bias):
         if self.padding_mode != "zeros":
             input = torch.nn.functional.pad(input, self._reversed_padding_repeated_twice,
                                             mode=self.padding_mode)
-            return F.conv2d(input, weight, bias, self.stride, 0, self.dilation, self.groups)
-        return F.conv2d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+            return self._conv(input, weight, bias, self.stride, 0, self.dilation, self.groups)
+        return self._conv(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class Conv2dReLU(Conv2d):
+    """Conv2d followed by ReLU in one kernel (pycnn.functional.conv2d_relu):
+    Conv2d's constructor, parameters and state_dict keys.  pycnn.convert(model,
+    fuse_relu=True) makes these from a Conv2d and the nn.ReLU after it."""
+
+    _conv = staticmethod(F.conv2d_relu)
+
+
+class FusedReLU(torch.nn.ReLU):
+    """Where an nn.ReLU stood whose work a Conv2dReLU before it now does: the
+    identity.  It keeps the ReLU's options, so that pycnn.to_torch can put
+    the ReLU back."""
+
+    def forward(self, input):
+        return input
 
 
 class MaxPool2d(torch.nn.MaxPool2d):

@@ -56,16 +56,25 @@ def _empty_like_layout(size, like, dtype=None):
 # The fake kernels repeat the schema's defaults: the dispatcher leaves out of
 # the call every trailing argument equal to its default.
 
-@torch.library.register_fake("pycnn::conv2d")
-def _conv2d_fake(input, weight, bias, stride=(1,), padding=(0,), dilation=(1,), groups=1):
+def _conv2d_output(op, input, weight, bias, stride, padding, dilation):
     torch._check(input.dim() == 4 and weight.dim() == 4,
-                 lambda: "pycnn.conv2d: input and weight must be 4-D")
-    _check_same_dtype_and_device("pycnn.conv2d", "input", input, weight=weight, bias=bias)
+                 lambda: f"{op}: input and weight must be 4-D")
+    _check_same_dtype_and_device(op, "input", input, weight=weight, bias=bias)
     stride, padding, dilation = pair(stride), pair(padding), pair(dilation)
     n, _, h, w = input.shape
     out_h = conv_output_size(h, weight.shape[2], stride[0], padding[0], dilation[0])
     out_w = conv_output_size(w, weight.shape[3], stride[1], padding[1], dilation[1])
     return _empty_like_layout((n, weight.shape[0], out_h, out_w), input)
+
+
+@torch.library.register_fake("pycnn::conv2d")
+def _conv2d_fake(input, weight, bias, stride=(1,), padding=(0,), dilation=(1,), groups=1):
+    return _conv2d_output("pycnn.conv2d", input, weight, bias, stride, padding, dilation)
+
+
+@torch.library.register_fake("pycnn::conv2d_relu")
+def _conv2d_relu_fake(input, weight, bias, stride=(1,), padding=(0,), dilation=(1,), groups=1):
+    return _conv2d_output("pycnn.conv2d_relu", input, weight, bias, stride, padding, dilation)
 
 
 @torch.library.register_fake("pycnn::conv2d_input_backward")

@@ -104,6 +104,28 @@ def step_profile(top=18):
     return lines
 
 
+def fused_relu_steps():
+    """The VGG-16 and ResNet-50 AMP train steps (the benchmark's cases) with
+    pycnn's layers, before and after pycnn.convert(..., fuse_relu=True), and
+    torch's: ms per step (ResNet's ReLUs follow batch norm, so nothing fuses
+    there: its row checks that fusing changes nothing it should not)."""
+    import pycnn.convert
+    from pycnn.bench import cases, runner
+    lines = []
+    for name in ("VGG-16 train step", "ResNet-50 AMP train step"):
+        case = next(c for c in cases.default_cases("cuda") if c.name == name)
+        steps, _, _ = runner._train_steps(case, "nchw", runner.Settings(device="cuda", check=False))
+        plain, theirs = median_ms(steps["pycnn"]), median_ms(steps["torch"])
+        pycnn.convert(steps["pycnn"].model, fuse_relu=True)
+        fused_layers = sum(type(m).__name__ == "Conv2dReLU" for m in steps["pycnn"].model.modules())
+        fused = median_ms(steps["pycnn"])
+        lines.append(f"{name:26} torch {theirs:8.2f}  pycnn {plain:8.2f}  fused {fused:8.2f} ms "
+                     f"({fused_layers} Conv2dReLU)")
+        del steps
+        torch.cuda.empty_cache()
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget-s", type=float, default=60.0)
@@ -152,6 +174,12 @@ def main(argv=None):
     except Exception as error:  # the tile table above is the main product
         lines = [f"step profile failed: {type(error).__name__}: {error}"]
     print(f"\n==== ResNet-50 AMP train step (batch 64, channels_last): GPU time by kernel")
+    print("\n".join(lines))
+    try:
+        lines = fused_relu_steps()
+    except Exception as error:
+        lines = [f"fused-ReLU steps failed: {type(error).__name__}: {error}"]
+    print(f"\n==== train steps with Conv2d + ReLU fused (pycnn.convert(model, fuse_relu=True))")
     print("\n".join(lines))
     return 0
 

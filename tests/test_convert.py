@@ -228,3 +228,54 @@ def test_the_module_is_callable_however_it_was_imported():
     import pycnn.convert as module
     assert pycnn.convert is module and module.convert(nn.MaxPool2d(2)).__class__ is pnn.MaxPool2d
     assert copy.copy(pycnn.convert(nn.AvgPool2d(2))).__class__ is pnn.AvgPool2d
+
+
+# ----------------------------------------------------------------------------- fuse_relu
+
+def features():
+    """A VGG-like feature stack: Conv2d + ReLU pairs, a pool between, a final pair."""
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=True),
+                         nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(8, 4, 1), nn.ReLU(inplace=True), nn.Conv2d(4, 4, 1)).double()
+
+
+def test_fuse_relu_fuses_the_pairs_of_a_sequential_and_keeps_results_and_keys():
+    torch.manual_seed(0)
+    model = features()
+    reference = copy.deepcopy(model)
+    with no_warnings():
+        pycnn.convert(model, fuse_relu=True)
+    assert [type(m) for m in model] == [pnn.Conv2dReLU, pnn.FusedReLU, pnn.Conv2dReLU, pnn.FusedReLU,
+                                        pnn.MaxPool2d, pnn.Conv2dReLU, pnn.FusedReLU, pnn.Conv2d]
+    assert list(model.state_dict()) == list(reference.state_dict())
+    assert model[1].inplace and not model[3].inplace
+    x = torch.randn(2, 3, 10, 10, dtype=torch.float64)
+    assert (reference[0](x) < 0).any()
+    assert_same(run(model, x), run(reference, x))
+
+    back = to_torch(model, inplace=False)
+    assert [type(m) for m in back] == [type(m) for m in reference]
+    assert back[1].inplace and not back[3].inplace
+    assert_same(run(back, x), run(reference, x))
+
+
+def test_fuse_relu_leaves_hooked_and_shared_modules_alone():
+    shared = nn.ReLU()
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), shared, nn.Conv2d(4, 4, 3), shared,
+                          nn.Conv2d(4, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU())
+    model[4].register_forward_hook(lambda module, args, out: None)
+    model[7].register_forward_pre_hook(lambda module, args: None)
+    pycnn.convert(model, fuse_relu=True)
+    assert [type(m) for m in model] == [pnn.Conv2d, nn.ReLU] * 4
+
+
+def test_without_fuse_relu_nothing_is_fused():
+    model = pycnn.convert(features())
+    assert type(model[0]) is pnn.Conv2d and type(model[1]) is nn.ReLU
+
+
+def test_to_torch_keeps_a_lone_conv2d_relu_and_says_so():
+    model = nn.Sequential(pnn.Conv2dReLU(3, 4, 3), nn.Identity())
+    with pytest.warns(ConversionWarning, match=r"left 1 Conv2dReLU layer\(s\) as pycnn's .*: 0"):
+        to_torch(model)
+    assert type(model[0]) is pnn.Conv2dReLU

@@ -35,7 +35,7 @@ except ImportError:  # tests/ made a package
     from .cuda_cases import ADAPTIVE_SIZES, AVG_POOL_CASES, CONV_CASES, MAX_POOL_CASES, POOL_INPUT
 
 OPS = [
-    "conv2d", "conv2d_input_backward", "conv2d_weight_backward", "conv2d_bias_backward",
+    "conv2d", "conv2d_relu", "conv2d_input_backward", "conv2d_weight_backward", "conv2d_bias_backward",
     "max_pool2d_with_indices", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
     "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward",
     "adaptive_max_pool2d", "adaptive_max_pool2d_backward",
@@ -75,9 +75,10 @@ def test_cuda_kernels_registered():
     assert cpu <= cuda, f"ops with a CPU kernel but no CUDA kernel: {sorted(cpu - cuda)}"
 
 
-def test_conv2d_has_an_autocast_cuda_kernel():
+@pytest.mark.parametrize("op", ["conv2d", "conv2d_relu"])
+def test_conv2d_has_an_autocast_cuda_kernel(op):
     """Without one, conv2d would run in float32 inside torch.autocast("cuda")."""
-    assert torch._C._dispatch_has_kernel_for_dispatch_key("pycnn::conv2d", "AutocastCUDA")
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(f"pycnn::{op}", "AutocastCUDA")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -215,6 +216,56 @@ def test_conv2d_winograd_matches_torch(shape, layout):
     assert not torch.equal(auto[1]["input"], gemm[1]["input"]), "grad_input did not run Winograd"
     again = run_with_grads(ours, inputs, 1)
     assert torch.equal(again[0], auto[0]) and torch.equal(again[1]["input"], auto[1]["input"])
+
+
+# conv2d_relu on every CUDA forward kernel: (input, weight, options, dtype, TF32, kernel choice).
+RELU_KERNELS = {
+    "reference_f64": ((2, 8, 9, 10), (16, 8, 3, 3), dict(padding=1), torch.float64, None, "auto"),
+    "reference_f32": ((2, 8, 9, 10), (16, 8, 3, 3), dict(padding=1), torch.float32, False, "reference"),
+    "ffma": ((2, 16, 9, 10), (24, 16, 3, 3), dict(padding=1, stride=(1, 2)), torch.float32, False, "auto"),
+    "tf32": ((2, 16, 9, 10), (24, 16, 3, 3), dict(padding=1), torch.float32, True, "auto"),
+    "f16": ((2, 16, 9, 10), (24, 16, 3, 3), dict(padding=1), torch.float16, None, "auto"),
+    "bf16_packed": ((2, 3, 9, 10), (24, 3, 5, 5), dict(padding=2), torch.bfloat16, None, "auto"),
+    "winograd": ((2, 128, 9, 11), (128, 128, 3, 3), dict(padding=1), torch.float32, False, "auto"),
+    "depthwise_fast": ((2, 8, 9, 10), (8, 1, 3, 3), dict(padding=1, groups=8), torch.float32, None, "auto"),
+    "depthwise_direct": ((2, 8, 9, 10), (16, 1, 2, 2), dict(groups=8), torch.float16, None, "auto"),
+}
+
+
+@needs_gpu
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("kernel", list(RELU_KERNELS))
+def test_conv2d_relu_is_bitwise_relu_of_the_same_kernel(kernel, layout):
+    """conv2d_relu applies the ReLU in each forward kernel's epilogue: output
+    and gradients bitwise torch.relu(pycnn conv2d) on the same kernel, and
+    within tolerance of torch's relu(conv2d)."""
+    x_shape, w_shape, options, dtype, tf32, kernels = RELU_KERNELS[kernel]
+    torch.manual_seed(0)
+    x, w, b = randn(*x_shape, dtype=dtype), randn(*w_shape, dtype=dtype), randn(w_shape[0], dtype=dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    inputs = dict(input=x, weight=w, bias=b)
+    with _extension.tf32(tf32), _extension.cuda_kernels(kernels):
+        fused = run_with_grads(lambda **a: F.conv2d_relu(**a, **options), inputs, 1)
+        plain = run_with_grads(lambda **a: torch.relu(F.conv2d(**a, **options)), inputs, 1)
+        pre = F.conv2d(x, w, b, **options)
+    assert (pre < 0).float().mean() > 0.2, "too few negative pre-activations to test"
+    assert torch.equal(fused[0], plain[0]), "output"
+    for name in ("input", "weight", "bias"):
+        assert torch.equal(fused[1][name], plain[1][name]), f"grad_{name}"
+    reference = torch.relu(TF.conv2d(x.double(), w.double(), b.double(), **options))
+    assert_close(fused[0], reference, TOLERANCE[dtype] if tf32 is not True else 2e-3, "against torch")
+
+
+@needs_gpu
+def test_conv2d_relu_under_autocast():
+    x = torch.randn(2, 8, 10, 10, device="cuda")
+    w, b = torch.randn(16, 8, 3, 3, device="cuda"), torch.randn(16, device="cuda")
+    with torch.autocast("cuda", dtype=torch.float16):
+        y = F.conv2d_relu(x, w, b, padding=1)
+    assert y.dtype == torch.float16
+    expected = torch.relu(F.conv2d(x.half(), w.half(), b.half(), padding=1))
+    assert torch.equal(y, expected)
 
 
 @needs_gpu

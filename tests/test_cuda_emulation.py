@@ -232,6 +232,48 @@ def test_conv2d_winograd(emu, size, padding, layout):
     assert_close(gi, exact_gi, 4 * TOLERANCE[torch.float32], f"{size} {padding} {layout} grad_input")
 
 
+RELU_CASES = ["3x3", "depthwise", "partial_chunks_two_n_tiles_stride2"]
+
+
+def relu_forwards(emu, case):
+    """(name, forward(x, w, b, relu), dtypes) of every forward kernel that takes the case."""
+    n, c, h, w, k, kh, kw, stride, padding, dilation, groups, _ = CONV_CASES[case]
+    opts = (pair(stride), pair(padding), pair(dilation), groups)
+    found = [(path, lambda x, wt, b, relu, p=path: emu.conv2d(x, wt, b, *opts, p, relu), DTYPES)
+             for path in conv_paths(case)]
+    for family, dtype, _ in FAST:
+        if c // groups > 1 or family == "ffma":
+            found.append((f"fast {family} {dtype}", lambda x, wt, b, relu, f=family:
+                          emu.conv2d_fast(x, wt, b, *opts, f, 0, relu), [dtype]))
+    if (kh, kw, stride, dilation, groups) == (3, 3, 1, 1, 1):
+        found.append(("winograd", lambda x, wt, b, relu: emu.conv2d_winograd(x, wt, b, pair(padding), False, relu),
+                      [torch.float32]))
+    return found
+
+
+@pytest.mark.parametrize("case", RELU_CASES)
+def test_conv2d_relu_epilogue_on_every_forward_kernel(emu, case):
+    """conv2d_relu's epilogue: bitwise relu of the same kernel's plain output
+    (the ReLU is applied before the one rounding to the output's dtype, and
+    commutes with it), nothing left unwritten.  (No NaN input here: the
+    emulator takes a NaN in shared memory for an unwritten slot; the CPU
+    tests check NaN through the same relu_value.)"""
+    n, c, h, w, k, kh, kw, *_ = CONV_CASES[case]
+    gen = torch.Generator().manual_seed(3)
+    kernels = relu_forwards(emu, case)
+    assert len(kernels) >= 3, [name for name, _, _ in kernels]
+    for name, forward, dtypes in kernels:
+        for dtype in dtypes:
+            x, _ = rounded((n, c, h, w), dtype, gen)
+            wt, _ = rounded((k, c // CONV_CASES[case][10], kh, kw), dtype, gen)
+            b, _ = rounded((k,), dtype, gen)
+            plain = forward(x, wt, b, False)
+            fused = forward(x, wt, b, True)
+            assert (plain < 0).any() and (plain > 0).any(), f"{case} {name} {dtype}: no sign change to test"
+            assert not fused.isnan().any(), f"{case} {name} {dtype}: an output left unwritten"
+            assert torch.equal(fused, torch.relu(plain)), f"{case} {name} {dtype}"
+
+
 def test_winograd_serves_many_channel_3x3_stride1_only(emu):
     vgg = ([64, 512, 14, 14], [512, 512, 3, 3])
     assert emu.winograd_applies(*vgg, [1, 1], [1, 1], [1, 1], 1, False)

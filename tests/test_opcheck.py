@@ -24,6 +24,7 @@ def conv_cases():
         (t(0, 3, 5, 5), t(4, 3, 1, 1), t(4), [1], [0], [1], 1),
     ]:
         cases.append(("conv2d", (x, w, b, stride, padding, dilation, groups)))
+        cases.append(("conv2d_relu", (x, w, b, stride, padding, dilation, groups)))
         out = torch.nn.functional.conv2d(x, w, b, stride, padding, dilation, groups).detach()
         g = torch.randn_like(out).requires_grad_()
         conv_args = (stride, padding, dilation, groups)
@@ -33,6 +34,7 @@ def conv_cases():
     # Trailing arguments left at their schema defaults.
     cases.append(("conv2d", (t(1, 3, 6, 6), t(2, 3, 3, 3), None)))
     cases.append(("conv2d", (t(1, 3, 6, 6), t(2, 3, 3, 3), t(2), [2])))
+    cases.append(("conv2d_relu", (t(1, 3, 6, 6), t(2, 3, 3, 3), None)))
     return cases
 
 
@@ -105,7 +107,7 @@ def test_every_op_is_opchecked():
     assert checked == set(ALL_OPS)
 
 
-ALL_OPS = ["conv2d", "conv2d_input_backward", "conv2d_weight_backward", "conv2d_bias_backward",
+ALL_OPS = ["conv2d", "conv2d_relu", "conv2d_input_backward", "conv2d_weight_backward", "conv2d_bias_backward",
            "max_pool2d_with_indices", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
            "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d",
            "adaptive_max_pool2d_backward"]

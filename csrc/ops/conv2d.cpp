@@ -10,6 +10,7 @@ namespace pycnn {
 
 namespace {
 constexpr const char* kConv = "pycnn.conv2d";
+constexpr const char* kConvRelu = "pycnn.conv2d_relu";
 constexpr const char* kInputBackward = "pycnn.conv2d_input_backward";
 constexpr const char* kWeightBackward = "pycnn.conv2d_weight_backward";
 constexpr const char* kBiasBackward = "pycnn.conv2d_bias_backward";
@@ -83,15 +84,17 @@ Conv2dShape conv2d_shape(c10::IntArrayRef input_size, c10::IntArrayRef weight_si
 
 Conv2dShape check_conv2d(const at::Tensor& input, const at::Tensor& weight,
                          const std::optional<at::Tensor>& bias, c10::IntArrayRef stride,
-                         c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups) {
-  check_dim(input, 4, kConv, "input", kNCHW);
-  check_dim(weight, 4, kConv, "weight", "(out_channels, in_channels/groups, kH, kW)");
-  check_float_dtype(input, kConv, "input");
-  check_same_dtype_and_device(input, "input", weight, "weight", kConv);
-  Conv2dShape s = conv2d_shape(input.sizes(), weight.sizes(), stride, padding, dilation, groups, kConv);
+                         c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
+                         bool relu) {
+  const char* const op = relu ? kConvRelu : kConv;
+  check_dim(input, 4, op, "input", kNCHW);
+  check_dim(weight, 4, op, "weight", "(out_channels, in_channels/groups, kH, kW)");
+  check_float_dtype(input, op, "input");
+  check_same_dtype_and_device(input, "input", weight, "weight", op);
+  Conv2dShape s = conv2d_shape(input.sizes(), weight.sizes(), stride, padding, dilation, groups, op);
   if (bias.has_value() && bias->defined()) {
-    check_same_dtype_and_device(input, "input", *bias, "bias", kConv);
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == s.out_channels, kConv,
+    check_same_dtype_and_device(input, "input", *bias, "bias", op);
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == s.out_channels, op,
                 ": bias must have shape [", s.out_channels, "] (one per output channel), got ",
                 format_sizes(bias->sizes()));
   }
@@ -146,6 +149,11 @@ TORCH_LIBRARY_FRAGMENT(pycnn, m) {
       "int[2] stride, int[2] padding, int[2] dilation, int groups) -> Tensor",
       tags);
   m.def("conv2d_bias_backward(Tensor grad_output) -> Tensor", tags);
+  // relu(conv2d(...)), the ReLU applied in the kernels' epilogue.
+  m.def(
+      "conv2d_relu(Tensor input, Tensor weight, Tensor? bias, int[2] stride=1, int[2] padding=0, "
+      "int[2] dilation=1, int groups=1) -> Tensor",
+      tags);
 }
 
 namespace ops {
@@ -154,6 +162,12 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight,
                   const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                   at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   return PYCNN_OP_HANDLE(conv2d).call(input, weight, bias, stride, padding, dilation, groups);
+}
+
+at::Tensor conv2d_relu(const at::Tensor& input, const at::Tensor& weight,
+                       const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  return PYCNN_OP_HANDLE(conv2d_relu).call(input, weight, bias, stride, padding, dilation, groups);
 }
 
 at::Tensor conv2d_input_backward(const at::Tensor& grad_output, const at::Tensor& weight,

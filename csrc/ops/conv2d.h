@@ -32,9 +32,11 @@ Conv2dShape conv2d_shape(c10::IntArrayRef input_size, c10::IntArrayRef weight_si
                          c10::IntArrayRef stride, c10::IntArrayRef padding,
                          c10::IntArrayRef dilation, int64_t groups, const char* op);
 
+// relu: the checks of conv2d_relu (its name in the messages).
 Conv2dShape check_conv2d(const at::Tensor& input, const at::Tensor& weight,
                          const std::optional<at::Tensor>& bias, c10::IntArrayRef stride,
-                         c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups);
+                         c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
+                         bool relu = false);
 
 Conv2dShape check_conv2d_input_backward(const at::Tensor& grad_output, const at::Tensor& weight,
                                         c10::IntArrayRef input_size, c10::IntArrayRef stride,

@@ -281,11 +281,12 @@ AdaptivePool2dShape adaptive_shape(at::IntArrayRef input_size, at::IntArrayRef o
 #define DISPATCH(dtype, ...) \
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "emulator", __VA_ARGS__)
 
-// path: "gemm" or "depthwise" (the latter needs one input channel per group).
+// path: "gemm", "depthwise" or "depthwise_fast" (the depthwise paths need
+// one input channel per group); relu: conv2d_relu's epilogue.
 at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight,
                   const std::optional<at::Tensor>& bias_opt, at::IntArrayRef stride,
                   at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                  const std::string& path) {
+                  const std::string& path, bool relu) {
   const Conv2dShape s = conv_shape(input.sizes(), weight.sizes(), stride, padding, dilation, groups);
   at::Tensor output = empty_in_layout_of(s.output_size(), input);
   const at::Tensor bias = bias_opt.value_or(at::Tensor());
@@ -293,15 +294,16 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight,
   DISPATCH(input.scalar_type(), [&] {
     if (path == "depthwise") {
       TORCH_CHECK(s.in_channels_per_group() == 1, "depthwise path needs one channel per group");
-      emulate_elementwise(DepthwiseForward<scalar_t>::make(input, weight, bias, output, s),
+      emulate_elementwise(DepthwiseForward<scalar_t>::make(input, weight, bias, output, s, relu),
                           output.numel());
     } else if (path == "depthwise_fast") {
       with_depthwise_kernel_size(s, [&](auto k) {
-        const auto op = DepthwiseFastForward<scalar_t, decltype(k)::value>::make(input, weight, bias, output, s);
+        const auto op =
+            DepthwiseFastForward<scalar_t, decltype(k)::value>::make(input, weight, bias, output, s, relu);
         run_items(op, op.items);
       });
     } else {
-      emulate_implicit_gemm(make_forward_problem<scalar_t>(input, weight, bias, output, s));
+      emulate_implicit_gemm(make_forward_problem<scalar_t>(input, weight, bias, output, s, relu));
     }
   });
   return output;
@@ -413,14 +415,14 @@ void dispatch_fast(const std::string& family, at::ScalarType dtype, F&& f) {
 at::Tensor conv2d_fast(const at::Tensor& input, const at::Tensor& weight,
                        const std::optional<at::Tensor>& bias_opt, at::IntArrayRef stride,
                        at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                       const std::string& family, int64_t tile) {
+                       const std::string& family, int64_t tile, bool relu) {
   const Conv2dShape s = conv_shape(input.sizes(), weight.sizes(), stride, padding, dilation, groups);
   at::Tensor output = empty_in_layout_of(s.output_size(), input);
   if (output.numel() == 0) return output;
   emu::HostLauncher launcher;
   dispatch_fast(family, input.scalar_type(), [&](auto kernels) {
     conv_forward_fast<decltype(kernels)>(input, weight, bias_opt.value_or(at::Tensor()), output, s,
-                                         launcher, int(tile));
+                                         launcher, int(tile), relu);
   });
   return output;
 }
@@ -461,7 +463,7 @@ std::tuple<at::Tensor, int64_t> conv2d_weight_backward_fast(
 // reads it (transposed, rotated).  Its GEMMs run on the FFMA host model.
 at::Tensor conv2d_winograd(const at::Tensor& input, const at::Tensor& weight,
                            const std::optional<at::Tensor>& bias, at::IntArrayRef padding,
-                           bool transposed) {
+                           bool transposed, bool relu) {
   TORCH_CHECK(input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat,
               "Winograd takes float32");
   const Pair pad = pair_of(padding);
@@ -471,7 +473,7 @@ at::Tensor conv2d_winograd(const at::Tensor& input, const at::Tensor& weight,
       input);
   emu::HostLauncher launcher;
   winograd_conv(input, weight, bias.value_or(at::Tensor()), output, pad[0], pad[1], transposed,
-                launcher, 0);
+                launcher, 0, relu);
   return output;
 }
 
@@ -873,12 +875,18 @@ at::Tensor adaptive_max_pool2d_backward(const at::Tensor& grad_output, const at:
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   using namespace pycnn::gpu;
   m.def("set_poison_outputs", &pycnn::set_poison_outputs);
-  m.def("conv2d", &conv2d);
+  using pybind11::arg;
+  // relu (conv2d_relu's epilogue) is off unless asked for.
+  m.def("conv2d", &conv2d, arg("input"), arg("weight"), arg("bias"), arg("stride"), arg("padding"),
+        arg("dilation"), arg("groups"), arg("path"), arg("relu") = false);
   m.def("conv2d_input_backward", &conv2d_input_backward);
   m.def("conv2d_weight_backward", &conv2d_weight_backward);
   m.def("conv2d_bias_backward", &conv2d_bias_backward);
-  m.def("conv2d_fast", &conv2d_fast);
-  m.def("conv2d_winograd", &conv2d_winograd);
+  m.def("conv2d_fast", &conv2d_fast, arg("input"), arg("weight"), arg("bias"), arg("stride"),
+        arg("padding"), arg("dilation"), arg("groups"), arg("family"), arg("tile"),
+        arg("relu") = false);
+  m.def("conv2d_winograd", &conv2d_winograd, arg("input"), arg("weight"), arg("bias"),
+        arg("padding"), arg("transposed"), arg("relu") = false);
   m.def("winograd_applies", &winograd_applies_to);
   m.def("conv2d_input_backward_fast", &conv2d_input_backward_fast);
   m.def("conv2d_weight_backward_fast", &conv2d_weight_backward_fast);

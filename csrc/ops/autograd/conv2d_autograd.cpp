@@ -1,6 +1,6 @@
-// Autograd of pycnn::conv2d and its three backward ops.  conv2d is bilinear
-// in (input, weight), so its backward ops are linear in each argument, and
-// their derivatives are conv2d and the other backward op.
+// Autograd of pycnn::conv2d, conv2d_relu and conv2d's three backward ops.
+// conv2d is bilinear in (input, weight), so its backward ops are linear in
+// each argument, and their derivatives are conv2d and the other backward op.
 #include <torch/library.h>
 
 #include "autograd_common.h"
@@ -47,6 +47,45 @@ class Conv2dFunction : public torch::autograd::Function<Conv2dFunction> {
     const auto saved = ctx->get_saved_variables();
     const ConvOptions o = saved_conv_options(ctx);
     const at::Tensor& grad_output = grads[0];
+    variable_list result(7);
+    if (ctx->needs_input_grad(0))
+      result[0] = ops::conv2d_input_backward(grad_output, saved[1], saved_sizes(ctx, "input_size"),
+                                             o.stride, o.padding, o.dilation, o.groups);
+    if (ctx->needs_input_grad(1))
+      result[1] = ops::conv2d_weight_backward(grad_output, saved[0],
+                                              saved_sizes(ctx, "weight_size"), o.stride,
+                                              o.padding, o.dilation, o.groups);
+    if (ctx->saved_data.at("has_bias").toBool() && ctx->needs_input_grad(2))
+      result[2] = ops::conv2d_bias_backward(grad_output);
+    return result;
+  }
+};
+
+// relu(conv2d(...)): the gradient flows where the output is positive (as
+// torch's ReLU: threshold_backward on the output), then as conv2d's.
+class Conv2dReluFunction : public torch::autograd::Function<Conv2dReluFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const Variable& input, const Variable& weight,
+                               const std::optional<Variable>& bias, at::IntArrayRef stride,
+                               at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+    ctx->saved_data["input_size"] = input.sym_sizes();
+    ctx->saved_data["weight_size"] = weight.sym_sizes();
+    save_conv_options(ctx, stride, padding, dilation, groups);
+    at::Tensor output;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      output = ops::conv2d_relu(input, weight, bias, stride, padding, dilation, groups);
+    }
+    ctx->save_for_backward({weight.requires_grad() ? input : Variable(),
+                            input.requires_grad() ? weight : Variable(), output});
+    return {output};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const ConvOptions o = saved_conv_options(ctx);
+    const at::Tensor grad_output = at::threshold_backward(grads[0], saved[2], 0);
     variable_list result(7);
     if (ctx->needs_input_grad(0))
       result[0] = ops::conv2d_input_backward(grad_output, saved[1], saved_sizes(ctx, "input_size"),
@@ -146,6 +185,16 @@ at::Tensor conv2d_autograd(const at::Tensor& input, const at::Tensor& weight,
   return Conv2dFunction::apply(input, weight, bias, stride, padding, dilation, groups)[0];
 }
 
+at::Tensor conv2d_relu_autograd(const at::Tensor& input, const at::Tensor& weight,
+                                const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  if (!records_graph(input, weight, bias)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return ops::conv2d_relu(input, weight, bias, stride, padding, dilation, groups);
+  }
+  return Conv2dReluFunction::apply(input, weight, bias, stride, padding, dilation, groups)[0];
+}
+
 at::Tensor conv2d_input_backward_autograd(const at::Tensor& grad_output, const at::Tensor& weight,
                                           c10::SymIntArrayRef input_size, at::IntArrayRef stride,
                                           at::IntArrayRef padding, at::IntArrayRef dilation,
@@ -189,4 +238,5 @@ TORCH_LIBRARY_IMPL(pycnn, Autograd, m) {
   m.impl("conv2d_input_backward", &conv2d_input_backward_autograd);
   m.impl("conv2d_weight_backward", &conv2d_weight_backward_autograd);
   m.impl("conv2d_bias_backward", &conv2d_bias_backward_autograd);
+  m.impl("conv2d_relu", &conv2d_relu_autograd);
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../../shape.h"
+#include "../activation.h"
 #include "gemm/kernel_set.h"
 
 namespace pycnn {
@@ -154,6 +155,7 @@ struct GatherConv {
   // Reduction order: (tap, channel) when the source is channels_last, so
   // consecutive steps read neighbouring addresses; else (channel, tap).
   bool channel_fastest;
+  bool relu = false;  // the forward of conv2d_relu
 
   // Where grid pixel (i, j) of an image is stored, from its image's origin.
   int64_t dst_offset(int64_t i, int64_t j) const {
@@ -434,6 +436,7 @@ void run_column_split(const GatherConv<T>& p, const WeightLayout<T>& weights,
         }
       }
       const int64_t cols = std::min(nr, p.dst_channels - tile * nr);
+      if (p.relu) apply_relu(acc, tiles * mr * nr);
       for (int64_t n = 0; n < p.batch; ++n) {
         store_band(acc + n * image_pixels * nr, image_pixels, nr, cols,
                    p.dst.data + n * p.dst.n + tile * nr * p.dst.c, p.dst.c, dst_off.data(),
@@ -533,6 +536,7 @@ void run_gather_conv(const GatherConv<T>& p, const WeightLayout<T>& weights) {
           }
           if (kc0 + kc >= kd_count) break;
         }
+        if (p.relu) apply_relu(acc, tiles * mr * nr);
         store_band(acc, pixels, nr, std::min(nr, p.dst_channels - tile * nr),
                    dst_image + tile * nr * p.dst.c, p.dst.c, dst_off, band_contiguous);
       }
@@ -564,7 +568,8 @@ bool conv2d_gemm_suits(const Conv2dShape& s) { return s.out_channels_per_group()
 
 template <typename T>
 void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight,
-                         const at::Tensor& bias, const at::Tensor& output, const Conv2dShape& s) {
+                         const at::Tensor& bias, const at::Tensor& output, const Conv2dShape& s,
+                         bool relu) {
   GatherConv<T> p;
   p.batch = s.batch;
   p.groups = s.groups;
@@ -585,6 +590,7 @@ void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight,
   p.bias = bias.defined() ? bias.const_data_ptr<T>() : nullptr;
   p.bias_stride = bias.defined() ? bias.stride(0) : 0;
   p.channel_fastest = is_channels_last(input);
+  p.relu = relu;
   const View4<const T> w = view_of<const T>(weight);
   WeightLayout<T> layout{w.data, p.dst_channels * w.n, w.n, w.c, {}};
   for (const Tap& tap : p.taps) layout.tap_off.push_back(tap.r * w.h + tap.s * w.w);
@@ -762,7 +768,7 @@ void conv2d_weight_backward_gemm(const at::Tensor& grad_output, const at::Tensor
 
 #define PYCNN_INSTANTIATE(T)                                                                     \
   template void conv2d_forward_gemm<T>(const at::Tensor&, const at::Tensor&, const at::Tensor&, \
-                                       const at::Tensor&, const Conv2dShape&);                  \
+                                       const at::Tensor&, const Conv2dShape&, bool);            \
   template void conv2d_input_backward_gemm<T>(const at::Tensor&, const at::Tensor&,             \
                                               const at::Tensor&, const Conv2dShape&);           \
   template void conv2d_weight_backward_gemm<T>(const at::Tensor&, const at::Tensor&,            \

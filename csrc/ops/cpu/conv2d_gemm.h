@@ -30,7 +30,8 @@ bool conv2d_gemm_suits(const Conv2dShape& s);
 
 template <typename T>
 void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight,
-                         const at::Tensor& bias, const at::Tensor& output, const Conv2dShape& s);
+                         const at::Tensor& bias, const at::Tensor& output, const Conv2dShape& s,
+                         bool relu);
 
 template <typename T>
 void conv2d_input_backward_gemm(const at::Tensor& grad_output, const at::Tensor& weight,

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "../../shape.h"
+#include "../activation.h"
 #include "../conv2d.h"
 #include "conv2d_gemm.h"
 #include "conv2d_input_scatter.h"
@@ -17,7 +18,8 @@ namespace {
 
 template <typename scalar_t>
 void conv2d_forward_direct(const at::Tensor& input, const at::Tensor& weight,
-                           const at::Tensor& bias, at::Tensor& output, const Conv2dShape& s) {
+                           const at::Tensor& bias, at::Tensor& output, const Conv2dShape& s,
+                           bool relu) {
   const Strides4 is(input), ws(weight), os(output);
   const scalar_t* in = input.const_data_ptr<scalar_t>();
   const scalar_t* wt = weight.const_data_ptr<scalar_t>();
@@ -46,7 +48,7 @@ void conv2d_forward_direct(const at::Tensor& input, const at::Tensor& weight,
               }
             }
           }
-          out[n * os.n + k * os.c + oh * os.h + ow * os.w] = acc;
+          out[n * os.n + k * os.c + oh * os.h + ow * os.w] = relu ? relu_value(acc) : acc;
         }
       }
     }
@@ -127,22 +129,37 @@ void conv2d_weight_backward_direct(const at::Tensor& grad_output, const at::Tens
   });
 }
 
-at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight,
-                      const std::optional<at::Tensor>& bias_opt, at::IntArrayRef stride,
-                      at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-  const Conv2dShape s = check_conv2d(input, weight, bias_opt, stride, padding, dilation, groups);
+// conv2d, and with relu conv2d_relu: the ReLU applied to each output as it
+// is stored.
+at::Tensor conv2d_forward_cpu(const at::Tensor& input, const at::Tensor& weight,
+                              const std::optional<at::Tensor>& bias_opt, at::IntArrayRef stride,
+                              at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                              bool relu) {
+  const Conv2dShape s = check_conv2d(input, weight, bias_opt, stride, padding, dilation, groups, relu);
   at::Tensor output = empty_in_layout_of(s.output_size(), input);
   const at::Tensor bias = bias_opt.value_or(at::Tensor());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "pycnn.conv2d", [&] {
     if (cpu::conv2d_forward_narrow_suits(s, input, output)) {
-      cpu::conv2d_forward_narrow<scalar_t>(input, weight, bias, output, s);
+      cpu::conv2d_forward_narrow<scalar_t>(input, weight, bias, output, s, relu);
     } else if (cpu::conv2d_gemm_suits(s)) {
-      cpu::conv2d_forward_gemm<scalar_t>(input, weight, bias, output, s);
+      cpu::conv2d_forward_gemm<scalar_t>(input, weight, bias, output, s, relu);
     } else {
-      conv2d_forward_direct<scalar_t>(input, weight, bias, output, s);
+      conv2d_forward_direct<scalar_t>(input, weight, bias, output, s, relu);
     }
   });
   return output;
+}
+
+at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight,
+                      const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                      at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  return conv2d_forward_cpu(input, weight, bias, stride, padding, dilation, groups, false);
+}
+
+at::Tensor conv2d_relu_cpu(const at::Tensor& input, const at::Tensor& weight,
+                           const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  return conv2d_forward_cpu(input, weight, bias, stride, padding, dilation, groups, true);
 }
 
 at::Tensor conv2d_input_backward_cpu(const at::Tensor& grad_output, const at::Tensor& weight,
@@ -258,6 +275,7 @@ TORCH_LIBRARY_IMPL(pycnn, CPU, m) {
   m.impl("conv2d_input_backward", &conv2d_input_backward_cpu);
   m.impl("conv2d_weight_backward", &conv2d_weight_backward_cpu);
   m.impl("conv2d_bias_backward", &conv2d_bias_backward_cpu);
+  m.impl("conv2d_relu", &conv2d_relu_cpu);
 }
 
 }  // namespace pycnn

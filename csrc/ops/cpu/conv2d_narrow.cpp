@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../activation.h"
 #include "conv2d_gemm.h"
 #include "gemm/kernel_set.h"
 #include "strides.h"
@@ -46,6 +47,7 @@ struct LaneConv {
   const T* bias;         // per destination channel, or nullptr
   int64_t bias_stride;
   std::vector<LanePass> passes;
+  bool relu;  // the forward of conv2d_relu
 };
 
 struct Margins {
@@ -130,6 +132,7 @@ void run_lane_conv(const LaneConv<T>& p, WeightAt weight_at) {
           }
           kernel.run(steps, packed[k].data(), padded.data(), vecoff.data(), stepoff[k].data(),
                      tile.data(), nv * L, p.bias != nullptr);
+          if (p.relu) apply_relu(tile.data(), mr * nv * L);
           for (int64_t v = 0; v < nv && v0 + v < vectors; ++v) {
             const int64_t i = (v0 + v) / per_row, j0 = ((v0 + v) % per_row) * L;
             const int64_t count = std::min(L, pass.grid_w - j0);
@@ -214,7 +217,8 @@ bool conv2d_input_backward_narrow_suits(const Conv2dShape& s, const at::Tensor& 
 
 template <typename T>
 void conv2d_forward_narrow(const at::Tensor& input, const at::Tensor& weight,
-                           const at::Tensor& bias, const at::Tensor& output, const Conv2dShape& s) {
+                           const at::Tensor& bias, const at::Tensor& output, const Conv2dShape& s,
+                           bool relu) {
   const LaneConv<T> p{s.batch,
                       input.const_data_ptr<T>(),
                       Strides4(input),
@@ -226,7 +230,8 @@ void conv2d_forward_narrow(const at::Tensor& input, const at::Tensor& weight,
                       s.out_channels,
                       bias.defined() ? bias.const_data_ptr<T>() : nullptr,
                       bias.defined() ? bias.stride(0) : 0,
-                      forward_passes(s)};
+                      forward_passes(s),
+                      relu};
   const T* w = weight.const_data_ptr<T>();
   const Strides4 ws(weight);
   run_lane_conv(p, [&](int64_t o, int64_t ch, int64_t r, int64_t q) {
@@ -248,7 +253,8 @@ void conv2d_input_backward_narrow(const at::Tensor& grad_output, const at::Tenso
                       s.in_channels,
                       nullptr,
                       0,
-                      input_backward_passes(s)};
+                      input_backward_passes(s),
+                      false};
   const T* w = weight.const_data_ptr<T>();
   const Strides4 ws(weight);
   // The destination is the input: row c of the product is input channel c,
@@ -259,9 +265,9 @@ void conv2d_input_backward_narrow(const at::Tensor& grad_output, const at::Tenso
 }
 
 template void conv2d_forward_narrow<float>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                           const at::Tensor&, const Conv2dShape&);
+                                           const at::Tensor&, const Conv2dShape&, bool);
 template void conv2d_forward_narrow<double>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                            const at::Tensor&, const Conv2dShape&);
+                                            const at::Tensor&, const Conv2dShape&, bool);
 template void conv2d_input_backward_narrow<float>(const at::Tensor&, const at::Tensor&,
                                                   const at::Tensor&, const Conv2dShape&);
 template void conv2d_input_backward_narrow<double>(const at::Tensor&, const at::Tensor&,

@@ -26,7 +26,8 @@ bool conv2d_input_backward_narrow_suits(const Conv2dShape& s, const at::Tensor& 
 
 template <typename T>
 void conv2d_forward_narrow(const at::Tensor& input, const at::Tensor& weight,
-                           const at::Tensor& bias, const at::Tensor& output, const Conv2dShape& s);
+                           const at::Tensor& bias, const at::Tensor& output, const Conv2dShape& s,
+                           bool relu);
 
 template <typename T>
 void conv2d_input_backward_narrow(const at::Tensor& grad_output, const at::Tensor& weight,

@@ -11,10 +11,14 @@
 namespace pycnn {
 namespace gpu {
 
+// Every forward takes relu: apply max(v, 0) to each output as it is stored
+// (conv2d_relu).
+//
 // Implicit GEMM (conv2d_igemm.cuh and conv2d_*_gemm.cuh), for any groups;
 // bias may be undefined.
 void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight,
-                         const at::Tensor& bias, const at::Tensor& output, const Conv2dShape& s);
+                         const at::Tensor& bias, const at::Tensor& output, const Conv2dShape& s,
+                         bool relu);
 void conv2d_input_backward_gemm(const at::Tensor& grad_output, const at::Tensor& weight,
                                 const at::Tensor& grad_input, const Conv2dShape& s);
 // grad_weight must be contiguous.
@@ -28,7 +32,7 @@ void conv2d_weight_backward_gemm(const at::Tensor& grad_output, const at::Tensor
 // caller then runs the reference GEMM above.  They choose between TF32 and
 // exact float32 by cuda_tf32_enabled() (common.h).
 bool conv2d_forward_fast(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
-                         const at::Tensor& output, const Conv2dShape& s);
+                         const at::Tensor& output, const Conv2dShape& s, bool relu);
 bool conv2d_input_backward_fast(const at::Tensor& grad_output, const at::Tensor& weight,
                                 const at::Tensor& grad_input, const Conv2dShape& s);
 // grad_weight: any strides.
@@ -40,7 +44,7 @@ bool conv2d_weight_backward_fast(const at::Tensor& grad_output, const at::Tensor
 #define PYCNN_DECLARE_FAST_CONV(family)                                                          \
   void conv2d_forward_##family(const at::Tensor& input, const at::Tensor& weight,                \
                                const at::Tensor& bias, const at::Tensor& output,                 \
-                               const Conv2dShape& s, int tile);                                  \
+                               const Conv2dShape& s, int tile, bool relu);                       \
   void conv2d_input_backward_##family(const at::Tensor& grad_output, const at::Tensor& weight,   \
                                       const at::Tensor& grad_input, const Conv2dShape& s,        \
                                       int tile);                                                 \
@@ -58,7 +62,7 @@ PYCNN_DECLARE_FAST_CONV(ffma)
 // nothing, where it does not apply.
 bool conv2d_forward_winograd(const at::Tensor& input, const at::Tensor& weight,
                              const at::Tensor& bias, const at::Tensor& output,
-                             const Conv2dShape& s, int tile);
+                             const Conv2dShape& s, int tile, bool relu);
 bool conv2d_input_backward_winograd(const at::Tensor& grad_output, const at::Tensor& weight,
                                     const at::Tensor& grad_input, const Conv2dShape& s, int tile);
 
@@ -67,7 +71,7 @@ bool conv2d_input_backward_winograd(const at::Tensor& grad_output, const at::Ten
 // would be almost empty.
 void conv2d_forward_depthwise(const at::Tensor& input, const at::Tensor& weight,
                               const at::Tensor& bias, const at::Tensor& output,
-                              const Conv2dShape& s);
+                              const Conv2dShape& s, bool relu);
 void conv2d_input_backward_depthwise(const at::Tensor& grad_output, const at::Tensor& weight,
                                      const at::Tensor& grad_input, const Conv2dShape& s);
 // grad_weight must be contiguous.
@@ -78,7 +82,7 @@ void conv2d_weight_backward_depthwise(const at::Tensor& grad_output, const at::T
 // int (conv2d_depthwise_fast.cuh); false, launching nothing, elsewhere.
 bool conv2d_forward_depthwise_fast(const at::Tensor& input, const at::Tensor& weight,
                                    const at::Tensor& bias, const at::Tensor& output,
-                                   const Conv2dShape& s);
+                                   const Conv2dShape& s, bool relu);
 bool conv2d_input_backward_depthwise_fast(const at::Tensor& grad_output, const at::Tensor& weight,
                                           const at::Tensor& grad_input, const Conv2dShape& s);
 bool conv2d_weight_backward_depthwise_fast(const at::Tensor& grad_output, const at::Tensor& input,

@@ -41,10 +41,10 @@ bool dispatch_depthwise(const Conv2dShape& s, std::initializer_list<const at::Te
 
 bool conv2d_forward_depthwise_fast(const at::Tensor& input, const at::Tensor& weight,
                                    const at::Tensor& bias, const at::Tensor& output,
-                                   const Conv2dShape& s) {
+                                   const Conv2dShape& s, bool relu) {
   return dispatch_depthwise(s, {&input, &weight, &output}, input.scalar_type(), [&](auto t, auto k) {
     using Op = DepthwiseFastForward<decltype(t), decltype(k)::value>;
-    const Op op = Op::make(input, weight, bias, output, s);
+    const Op op = Op::make(input, weight, bias, output, s, relu);
     launch_items(op, op.items, c10::cuda::getCurrentCUDAStream());
   });
 }

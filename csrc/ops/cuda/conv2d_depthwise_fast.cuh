@@ -21,6 +21,7 @@
 #include <ATen/AccumulateType.h>
 #include <ATen/core/Tensor.h>
 
+#include "../activation.h"
 #include "../common.h"
 #include "../conv2d.h"
 #include "cuda_common.cuh"
@@ -79,10 +80,11 @@ struct DepthwiseFastForward {
   DepthwiseShape s;
   PixelOrder order;  // over (N, input channels, out_h, out_w), in the output's order
   int items;
+  bool relu;  // conv2d_relu
 
   static DepthwiseFastForward make(const at::Tensor& input, const at::Tensor& weight,
                                    const at::Tensor& bias, const at::Tensor& output,
-                                   const Conv2dShape& shape) {
+                                   const Conv2dShape& shape, bool relu) {
     const DepthwiseShape s = DepthwiseShape::make(shape);
     return {input.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
             bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr,
@@ -90,7 +92,7 @@ struct DepthwiseFastForward {
             strides32_of(input), strides32_of(weight), strides32_of(output),
             bias.defined() ? int(bias.stride(0)) : 0, s,
             PixelOrder::make(is_channels_last(output), s.channels, s.out_h, s.out_w),
-            s.batch * s.channels * s.out_h * s.out_w};
+            s.batch * s.channels * s.out_h * s.out_w, relu};
   }
 
   PYCNN_HOST_DEVICE void operator()(int i) const {
@@ -120,6 +122,7 @@ struct DepthwiseFastForward {
         for (int q = 0; q < K; ++q)
           if (inside[r][q]) acc += v[r][q] * static_cast<acc_t>(wk[r * w_s.h + q * w_s.w]);
       if (bias != nullptr) acc += static_cast<acc_t>(bias[k * bias_stride]);
+      if (relu) acc = relu_value(acc);
       output[out_s.at(n, k, y, x)] = static_cast<scalar_t>(acc);
     }
   }

@@ -10,9 +10,9 @@ namespace gpu {
 
 void conv2d_forward_depthwise(const at::Tensor& input, const at::Tensor& weight,
                               const at::Tensor& bias, const at::Tensor& output,
-                              const Conv2dShape& s) {
+                              const Conv2dShape& s, bool relu) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "pycnn.conv2d", [&] {
-    launch_elementwise(DepthwiseForward<scalar_t>::make(input, weight, bias, output, s),
+    launch_elementwise(DepthwiseForward<scalar_t>::make(input, weight, bias, output, s, relu),
                        output.numel(), c10::cuda::getCurrentCUDAStream());
   });
 }

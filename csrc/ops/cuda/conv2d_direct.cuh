@@ -9,6 +9,7 @@
 #include <ATen/AccumulateType.h>
 #include <ATen/core/Tensor.h>
 
+#include "../activation.h"
 #include "../common.h"
 #include "../conv2d.h"
 #include "cuda_common.cuh"
@@ -28,17 +29,18 @@ struct DepthwiseForward {
   int64_t bias_stride, kpg;
   Conv2dShape s;
   bool channels_last;  // the output's memory order, for coalesced stores
+  bool relu;           // conv2d_relu
 
   static DepthwiseForward make(const at::Tensor& input, const at::Tensor& weight,
                                const at::Tensor& bias, const at::Tensor& output,
-                               const Conv2dShape& s) {
+                               const Conv2dShape& s, bool relu) {
     return {input.const_data_ptr<scalar_t>(),
             weight.const_data_ptr<scalar_t>(),
             bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr,
             output.mutable_data_ptr<scalar_t>(),
             strides_of(input), strides_of(weight), strides_of(output),
             bias.defined() ? bias.stride(0) : 0, s.out_channels_per_group(), s,
-            is_channels_last(output)};
+            is_channels_last(output), relu};
   }
 
   PYCNN_HOST_DEVICE void operator()(int64_t i) const {
@@ -59,6 +61,7 @@ struct DepthwiseForward {
       }
     }
     if (bias != nullptr) acc += static_cast<acc_t>(bias[o.c * bias_stride]);
+    if (relu) acc = relu_value(acc);
     output[offset_of(out_s, o.n, o.c, o.h, o.w)] = static_cast<scalar_t>(acc);
   }
 };

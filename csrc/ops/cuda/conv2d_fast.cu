@@ -45,21 +45,21 @@ Family usable_family(const Conv2dShape& s, std::initializer_list<const at::Tenso
 }  // namespace
 
 bool conv2d_forward_fast(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
-                         const at::Tensor& output, const Conv2dShape& s) {
+                         const at::Tensor& output, const Conv2dShape& s, bool relu) {
   const int tile = cuda_conv_tile();
   switch (usable_family(s, {&input, &weight, &output}, input.scalar_type(), false)) {
     case Family::kF16:
-      conv2d_forward_f16(input, weight, bias, output, s, tile);
+      conv2d_forward_f16(input, weight, bias, output, s, tile, relu);
       return true;
     case Family::kBF16:
-      conv2d_forward_bf16(input, weight, bias, output, s, tile);
+      conv2d_forward_bf16(input, weight, bias, output, s, tile, relu);
       return true;
     case Family::kTF32:
-      conv2d_forward_tf32(input, weight, bias, output, s, tile);
+      conv2d_forward_tf32(input, weight, bias, output, s, tile, relu);
       return true;
     case Family::kFFMA:
-      if (!(winograd_allowed() && conv2d_forward_winograd(input, weight, bias, output, s, tile)))
-        conv2d_forward_ffma(input, weight, bias, output, s, tile);
+      if (!(winograd_allowed() && conv2d_forward_winograd(input, weight, bias, output, s, tile, relu)))
+        conv2d_forward_ffma(input, weight, bias, output, s, tile, relu);
       return true;
     default:
       return false;

@@ -39,9 +39,9 @@ struct TcKernels {
   using Large = TcMath<TcConfig<kKind, 128, 128, 2, 4, 4>>;
   using Wide = TcMath<TcConfig<kKind, 128, 64, 2, 2, 4>>;
   using Small = TcMath<TcConfig<kKind, 64, 64, 2, 2, 4>>;
-  // 64 x 64 warp tiles: 8 ldmatrix per 32 mma instead of 6 per 16, so half
-  // the shared-memory reads per product (the 64 x 32 warp tiles above are
-  // bound by them on Hopper).
+  // 64 x 64 warp tiles: 8 ldmatrix per 32 mma instead of 6 per 16, half
+  // the shared-memory reads per product; grad_weight's tile for many output
+  // channels, and forced tiles for the forward's A/B.
   using LargeWarps4 = TcMath<TcConfig<kKind, 128, 128, 2, 2, 4>>;
   using Tall = TcMath<TcConfig<kKind, 256, 128, 4, 2, 4>>;
   using WgradLarge = Large;
@@ -158,14 +158,16 @@ struct TileCandidate {
 // times the shape's own efficiency.  Only the speed depends on it: every
 // shape sums each output in the same order.
 inline int choose_conv_tile(int64_t m, int64_t n, int64_t z, int sms, bool tensor_cores) {
-  static const TileCandidate tc[] = {{kTileTall, 256, 128, 1, 1.4},
-                                     {kTileLargeWarps4, 128, 128, 2, 1.35},
-                                     {kTileLarge, 128, 128, 2, 1.0},
+  // The 64 x 64 warp tiles (kTileLargeWarps4, kTileTall) are not among
+  // them: on the H200 they were no faster in the forward (VGG conv3_2 f16
+  // 0.256 / 0.295 ms against 0.254, conv5 0.311 / 0.366 against 0.286),
+  // with half the ldmatrix traffic; shared memory was not the limit.
+  static const TileCandidate tc[] = {{kTileLarge, 128, 128, 2, 1.0},
                                      {kTileWide, 128, 64, 4, 0.92},
                                      {kTileSmall, 64, 64, 6, 0.8}};
   static const TileCandidate simt[] = {{kTileLarge, 128, 128, 2, 1.0}, {kTileWide, 128, 64, 3, 0.95}};
   const TileCandidate* begin = tensor_cores ? tc : simt;
-  const int count = tensor_cores ? 5 : 2;
+  const int count = tensor_cores ? 3 : 2;
   int best = begin[0].choice;
   double best_score = -1;
   for (int i = 0; i < count; ++i) {
@@ -225,10 +227,11 @@ inline int64_t input_grad_phases(const Conv2dShape& s) {
   return std::min(s.stride_h, s.in_h) * std::min(s.stride_w, s.in_w);
 }
 
-// output = conv2d(input, weight) + bias.
+// output = conv2d(input, weight) + bias, and with relu max(that, 0).
 template <class Kernels, class L>
 void conv_forward_fast(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
-                       const at::Tensor& output, const Conv2dShape& s, L& launcher, int tile) {
+                       const at::Tensor& output, const Conv2dShape& s, L& launcher, int tile,
+                       bool relu) {
   using T = typename Kernels::scalar_t;
   constexpr int V = Kernels::kV;
   const int64_t groups = s.groups, cpg = s.in_channels_per_group(), kpg = s.out_channels_per_group();
@@ -260,6 +263,7 @@ void conv_forward_fast(const at::Tensor& input, const at::Tensor& weight, const 
   set_output(p, output, kpg);
   p.bias = bias.defined() ? bias.template const_data_ptr<T>() : nullptr;
   p.bias_stride = bias.defined() ? uint32_t(bias.stride(0)) : 0;
+  p.relu = relu;
   p.n_size = int(kpg);
   p.k_channels = int(cgp);
   p.num_phases = 1;
@@ -394,9 +398,11 @@ int64_t conv_weight_backward_fast(const at::Tensor& grad_output, const at::Tenso
 
   // The tile shape, like the splits, depends on the shape only.  Tensor
   // cores: the 64-row tile for at most 64 output channels, else 64 x 64
-  // warp tiles.  FFMA: 128 x 128 always; measured on the H100 at 64 output
-  // channels it beats 64 x 128 by 1.3-1.6x (VGG-16 conv1_2 wgrad 15.2 ms vs
-  // 23.8, ResNet layer1 1.84 vs 3.00).
+  // warp tiles (H200, f16: VGG conv3_2 0.251 ms against 0.271 for 8 warps of
+  // 64 x 32, conv5 0.293 against 0.304, ResNet layer3 0.088 against 0.093).
+  // FFMA: 128 x 128 always; measured on the H100 at 64 output channels it
+  // beats 64 x 128 by 1.3-1.6x (VGG-16 conv1_2 wgrad 15.2 ms vs 23.8, ResNet
+  // layer1 1.84 vs 3.00).
   if (tile == kTileAuto)
     tile = !Kernels::kTensorCores ? kTileLarge : kgp <= 64 ? kTileSmall : kTileLargeWarps4;
   const auto run = [&](auto math) {

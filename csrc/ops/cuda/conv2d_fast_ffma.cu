@@ -13,10 +13,10 @@ PYCNN_DEFINE_FAST_CONV(ffma, Kernelsffma)
 
 bool conv2d_forward_winograd(const at::Tensor& input, const at::Tensor& weight,
                              const at::Tensor& bias, const at::Tensor& output,
-                             const Conv2dShape& s, int tile) {
+                             const Conv2dShape& s, int tile, bool relu) {
   if (!winograd_applies(s, false)) return false;
   DeviceLauncher launcher(input);
-  winograd_conv(input, weight, bias, output, s.pad_h, s.pad_w, false, launcher, tile);
+  winograd_conv(input, weight, bias, output, s.pad_h, s.pad_w, false, launcher, tile, relu);
   return true;
 }
 
@@ -25,7 +25,7 @@ bool conv2d_input_backward_winograd(const at::Tensor& grad_output, const at::Ten
   if (!winograd_applies(s, true)) return false;
   DeviceLauncher launcher(grad_output);
   winograd_conv(grad_output, weight, at::Tensor(), grad_input, 2 - s.pad_h, 2 - s.pad_w, true,
-                launcher, tile);
+                launcher, tile, false);
   return true;
 }
 

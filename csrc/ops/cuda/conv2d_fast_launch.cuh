@@ -50,9 +50,9 @@ struct DeviceLauncher {
 #define PYCNN_DEFINE_FAST_CONV(family, Kernels)                                                  \
   void conv2d_forward_##family(const at::Tensor& input, const at::Tensor& weight,                \
                                const at::Tensor& bias, const at::Tensor& output,                 \
-                               const Conv2dShape& s, int tile) {                                 \
+                               const Conv2dShape& s, int tile, bool relu) {                      \
     DeviceLauncher launcher(input);                                                               \
-    conv_forward_fast<Kernels>(input, weight, bias, output, s, launcher, tile);                   \
+    conv_forward_fast<Kernels>(input, weight, bias, output, s, launcher, tile, relu);             \
   }                                                                                               \
   void conv2d_input_backward_##family(const at::Tensor& grad_output, const at::Tensor& weight,   \
                                       const at::Tensor& grad_input, const Conv2dShape& s,        \

@@ -4,6 +4,7 @@
 #include <ATen/AccumulateType.h>
 #include <ATen/core/Tensor.h>
 
+#include "../activation.h"
 #include "../conv2d.h"
 #include "conv2d_igemm.cuh"
 
@@ -29,6 +30,7 @@ struct ConvForwardProblem {
   int64_t pixels;    // M: batch * out_h * out_w
   int64_t m_tiles, n_tiles, num_tiles;
   TapChannelAxis axis;
+  bool relu;  // conv2d_relu
 
   struct TileState {
     int64_t group, m0, n0, step_begin, step_end;
@@ -104,6 +106,7 @@ struct ConvForwardProblem {
         const int64_t channel = t.group * kpg + k;
         acc_t value = acc.v[i][j];
         if (bias != nullptr) value += static_cast<acc_t>(bias[channel * bias_stride]);
+        if (relu) value = relu_value(value);
         output[pixel + channel * out_s.c] = static_cast<scalar_t>(value);
       }
     }
@@ -115,8 +118,9 @@ ConvForwardProblem<scalar_t> make_forward_problem(const at::Tensor& input,
                                                   const at::Tensor& weight,
                                                   const at::Tensor& bias,
                                                   const at::Tensor& output,
-                                                  const Conv2dShape& s) {
+                                                  const Conv2dShape& s, bool relu) {
   ConvForwardProblem<scalar_t> p{};
+  p.relu = relu;
   p.input = input.const_data_ptr<scalar_t>();
   p.weight = weight.const_data_ptr<scalar_t>();
   p.bias = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;

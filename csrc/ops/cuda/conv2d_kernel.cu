@@ -18,21 +18,36 @@ namespace {
 // Groups of one input channel make a GEMM tile almost empty (K = taps only).
 bool use_depthwise(const Conv2dShape& s) { return s.in_channels_per_group() == 1; }
 
-at::Tensor conv2d_cuda(const at::Tensor& input, const at::Tensor& weight,
-                       const std::optional<at::Tensor>& bias_opt, at::IntArrayRef stride,
-                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-  const Conv2dShape s = check_conv2d(input, weight, bias_opt, stride, padding, dilation, groups);
+// conv2d, and with relu conv2d_relu (every forward kernel applies the ReLU
+// in its epilogue).
+at::Tensor conv2d_forward_cuda(const at::Tensor& input, const at::Tensor& weight,
+                               const std::optional<at::Tensor>& bias_opt, at::IntArrayRef stride,
+                               at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                               bool relu) {
+  const Conv2dShape s = check_conv2d(input, weight, bias_opt, stride, padding, dilation, groups, relu);
   const c10::cuda::CUDAGuard guard(input.device());
   at::Tensor output = empty_in_layout_of(s.output_size(), input);
   if (output.numel() == 0) return output;
   const at::Tensor bias = bias_opt.value_or(at::Tensor());
   if (use_depthwise(s)) {
-    if (!conv2d_forward_depthwise_fast(input, weight, bias, output, s))
-      conv2d_forward_depthwise(input, weight, bias, output, s);
-  } else if (!conv2d_forward_fast(input, weight, bias, output, s)) {
-    conv2d_forward_gemm(input, weight, bias, output, s);
+    if (!conv2d_forward_depthwise_fast(input, weight, bias, output, s, relu))
+      conv2d_forward_depthwise(input, weight, bias, output, s, relu);
+  } else if (!conv2d_forward_fast(input, weight, bias, output, s, relu)) {
+    conv2d_forward_gemm(input, weight, bias, output, s, relu);
   }
   return output;
+}
+
+at::Tensor conv2d_cuda(const at::Tensor& input, const at::Tensor& weight,
+                       const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  return conv2d_forward_cuda(input, weight, bias, stride, padding, dilation, groups, false);
+}
+
+at::Tensor conv2d_relu_cuda(const at::Tensor& input, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                            at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  return conv2d_forward_cuda(input, weight, bias, stride, padding, dilation, groups, true);
 }
 
 at::Tensor conv2d_input_backward_cuda(const at::Tensor& grad_output, const at::Tensor& weight,
@@ -89,6 +104,7 @@ TORCH_LIBRARY_IMPL(pycnn, CUDA, m) {
   m.impl("conv2d_input_backward", &gpu::conv2d_input_backward_cuda);
   m.impl("conv2d_weight_backward", &gpu::conv2d_weight_backward_cuda);
   m.impl("conv2d_bias_backward", &gpu::conv2d_bias_backward_cuda);
+  m.impl("conv2d_relu", &gpu::conv2d_relu_cuda);
 }
 
 }  // namespace pycnn

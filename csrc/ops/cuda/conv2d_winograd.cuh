@@ -26,6 +26,7 @@
 
 #include <vector>
 
+#include "../activation.h"
 #include "../common.h"
 #include "../conv2d.h"
 #include "conv2d_fast.cuh"
@@ -168,6 +169,7 @@ struct WinogradOutputTransform {
   WinogradTiles tiles;
   WinogradItems items;
   int channels, out_h, out_w, bias_stride;
+  bool relu;  // conv2d_relu
 
   PYCNN_HOST_DEVICE void operator()(int64_t index) const {
     int k, n, ty, tx, tile;
@@ -188,8 +190,9 @@ struct WinogradOutputTransform {
     for (int i = 0; i < 2; ++i) {
       const int y = 2 * ty + i;
       if (y >= out_h) continue;
-      const float y0 = t[i][0] + t[i][1] + t[i][2] + b;
-      const float y1 = t[i][1] - t[i][2] - t[i][3] + b;
+      float y0 = t[i][0] + t[i][1] + t[i][2] + b;
+      float y1 = t[i][1] - t[i][2] - t[i][3] + b;
+      if (relu) y0 = relu_value(y0), y1 = relu_value(y1);
       T* row = output + n * out_s.n + k * out_s.c + y * out_s.h;
       row[(2 * tx) * out_s.w] = static_cast<T>(y0);
       if (2 * tx + 1 < out_w) row[(2 * tx + 1) * out_s.w] = static_cast<T>(y1);
@@ -225,13 +228,13 @@ inline bool winograd_applies(const Conv2dShape& s, bool input_grad) {
   return winograd_sizes_fit(s.batch, s.in_channels, s.out_channels, s.out_h, s.out_w);
 }
 
-// Forward convolution by F(2x2, 3x3): output = conv(input, weight) + bias,
-// stride 1, padding (pad_h, pad_w); `transposed`: the weight is read as
-// the 180-degree rotation of its transpose (grad_input).
+// Forward convolution by F(2x2, 3x3): output = conv(input, weight) + bias
+// (with relu, max(that, 0)), stride 1, padding (pad_h, pad_w); `transposed`:
+// the weight is read as the 180-degree rotation of its transpose (grad_input).
 template <class L>
 void winograd_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                    const at::Tensor& output, int64_t pad_h, int64_t pad_w, bool transposed,
-                   L& launcher, int tile) {
+                   L& launcher, int tile, bool relu) {
   const int64_t batch = input.size(0), cin = input.size(1), in_h = input.size(2), in_w = input.size(3);
   const int64_t cout = output.size(1), out_h = output.size(2), out_w = output.size(3);
   WinogradTiles t;
@@ -269,7 +272,7 @@ void winograd_conv(const at::Tensor& input, const at::Tensor& weight, const at::
   s16.out_channels = 16 * cout, s16.kernel_h = s16.kernel_w = 1, s16.out_h = s16.out_w = 1;
   s16.stride_h = s16.stride_w = s16.dilation_h = s16.dilation_w = 1;
   s16.groups = 16;
-  conv_forward_fast<SimtKernels>(v, u, at::Tensor(), m, s16, launcher, tile);
+  conv_forward_fast<SimtKernels>(v, u, at::Tensor(), m, s16, launcher, tile, false);
 
   WinogradTiles tm = t;
   tm.tile_major = out_major;
@@ -278,7 +281,7 @@ void winograd_conv(const at::Tensor& input, const at::Tensor& weight, const at::
                                      bias.defined() ? bias.const_data_ptr<float>() : nullptr,
                                      output.mutable_data_ptr<float>(), strides32_of(output), tm,
                                      WinogradItems::make(tm, int(cout)), int(cout), int(out_h),
-                                     int(out_w), bias.defined() ? int(bias.stride(0)) : 0},
+                                     int(out_w), bias.defined() ? int(bias.stride(0)) : 0, relu},
       int64_t(t.count) * cout);
 }
 

@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "../activation.h"
 #include "cuda_common.cuh"
 #include "fast_divmod.cuh"
 #include "mma_ops.cuh"
@@ -91,6 +92,7 @@ struct ConvGemmParams {
   const T* bias;                               // forward only; null when none
   uint32_t bias_stride;
   bool pair_stores;  // out channels contiguous and aligned: two at a time
+  bool relu;         // forward of conv2d_relu: max(v, 0) after the bias
   int n_size;        // N: output channels per group (forward), input channels (grad_input)
   int k_channels;    // channels per tap in K (padded to a whole granule)
   int num_phases;
@@ -440,6 +442,7 @@ struct ConvSink {
       v0 += static_cast<float>(p.bias[channel * p.bias_stride]);
       if (second) v1 += static_cast<float>(p.bias[(channel + 1) * p.bias_stride]);
     }
+    if (p.relu) v0 = relu_value(v0), v1 = relu_value(v1);
     T* dst = p.out + (r.offset + uint32_t(n) * p.o_c);
     if (second && p.pair_stores) {
       store_pack<T, 2>(dst, Pack<T, 2>{{static_cast<T>(v0), static_cast<T>(v1)}});

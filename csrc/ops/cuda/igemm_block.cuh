@@ -7,9 +7,14 @@
 //
 // The block (IgemmBlock::run) is a multistage cp.async pipeline in the
 // Ampere style: kStages - 1 K steps are in flight while the warps multiply
-// the oldest; each iteration issues the copies of step kt + kStages - 1 into
-// the stage step kt - 1 used (all warps passed the barrier that ended step
-// kt - 1), multiplies stage kt, then waits for step kt + 1 and synchronises.
+// the oldest; each iteration multiplies the first half of stage kt, issues
+// the copies of step kt + kStages - 1 into the stage step kt - 1 used (all
+// warps passed the barrier that ended step kt - 1), multiplies the second
+// half, then waits for step kt + 1 and synchronises.  The copies' address
+// arithmetic (about 120 integer instructions per thread and stage) sits
+// between the two halves' mma, so the tensor cores work through it: issued
+// before all of them, it left the mma pipe idle while every warp of the SM,
+// synchronised by the barrier, did integer work.
 // It is written against an Exec (mma_ops.cuh's DeviceBlockExec on the GPU;
 // tests/cuda_emulation's host model on the CPU, which also checks the
 // barrier discipline), so the code the emulator runs is this code.
@@ -73,11 +78,12 @@ struct TcMath {
         for (int r = 0; r < 4; ++r) acc.v[i][j][r] = 0.f;
   }
 
+  // Half `part` (0 or 1) of a stage's products: its one mma K step.
   template <class ATile, class BTile, class Ops>
   PYCNN_HOST_DEVICE static __forceinline__ void compute(const Ops& ops, const uint8_t* a,
                                                         const uint8_t* b, int warp, int lane,
-                                                        Acc& acc) {
-    warp_mma_stage<Cfg, ATile, BTile>(ops, a, b, warp_m0(warp), warp_n0(warp), lane, acc.v);
+                                                        Acc& acc, int part) {
+    warp_mma_step<Cfg, ATile, BTile>(ops, a, b, warp_m0(warp), warp_n0(warp), lane, part, acc.v);
   }
 
   template <class Sink>
@@ -146,13 +152,14 @@ struct SimtMath {
       for (int j = 0; j < TN; ++j) acc.v[i][j] = 0.f;
   }
 
+  // Half `part` (0 or 1) of a stage's products: K rows part * BK / 2 on.
   template <class ATile, class BTile, class Ops>
   PYCNN_HOST_DEVICE static __forceinline__ void compute(const Ops& ops, const uint8_t* a,
                                                         const uint8_t* b, int warp, int lane,
-                                                        Acc& acc) {
+                                                        Acc& acc, int part) {
     const int x = tx(warp, lane), y = ty(warp, lane);
 #pragma unroll
-    for (int k = 0; k < BK; ++k) {
+    for (int k = part * (BK / 2); k < (part + 1) * (BK / 2); ++k) {
       float av[8], bv[TN];
       ops.load_shared_f4(av, a, (k * kAStride + y * 4) * 4, lane);
       ops.load_shared_f4(av + 4, a, (k * kAStride + 64 + y * 4) * 4, lane);
@@ -224,12 +231,17 @@ struct IgemmBlock {
     ex.sync();
 #pragma unroll 1
     for (int kt = 0; kt < steps; ++kt) {
+      const uint8_t* stage = smem + (kt % kStages) * kStageBytes;
+      const auto multiply = [&](int part) {
+        ex.warps([&](int warp, int lane, ThreadState& st, const auto& ops) {
+          Math::template compute<ATile, BTile>(ops, stage, stage + Math::kABytes, warp, lane,
+                                               st.acc, part);
+        });
+      };
+      multiply(0);
       if (kt + kStages - 1 < steps) load((kt + kStages - 1) % kStages);
       ex.commit();
-      const uint8_t* stage = smem + (kt % kStages) * kStageBytes;
-      ex.warps([&](int warp, int lane, ThreadState& st, const auto& ops) {
-        Math::template compute<ATile, BTile>(ops, stage, stage + Math::kABytes, warp, lane, st.acc);
-      });
+      multiply(1);
       ex.template wait<kStages - 2>();
       ex.sync();
     }
