@@ -81,7 +81,7 @@ int index_of(const char* name, const char* const* names, int count) {
 }
 
 const char* const kKernels[] = {"auto", "reference", "gemm"};
-const char* const kConvTiles[] = {"auto", "128x128", "128x64", "64x64", "128x128w4", "256x128"};
+const char* const kConvTiles[] = {"auto", "128x128", "128x64", "64x64"};
 
 PyObject* set_cuda_kernels(PyObject*, PyObject* arg) {
   const char* name = PyUnicode_AsUTF8(arg);
@@ -103,11 +103,10 @@ PyObject* cuda_kernels(PyObject*, PyObject*) {
 PyObject* set_cuda_conv_tile(PyObject*, PyObject* arg) {
   const char* name = PyUnicode_AsUTF8(arg);
   if (name == nullptr) return nullptr;
-  const int tile = index_of(name, kConvTiles, 6);
+  const int tile = index_of(name, kConvTiles, 4);
   if (tile < 0) {
     PyErr_Format(PyExc_ValueError,
-                 "set_cuda_conv_tile: tile must be 'auto', '128x128', '128x64', '64x64', "
-                 "'128x128w4' or '256x128', got '%s'", name);
+                 "set_cuda_conv_tile: tile must be 'auto', '128x128', '128x64' or '64x64', got '%s'", name);
     return nullptr;
   }
   pycnn::set_cuda_conv_tile(tile);
@@ -163,8 +162,7 @@ PyMethodDef methods[] = {
      "Test hook: 'auto' (the fast CUDA kernels where they apply) or 'reference' (the simple ones)."},
     {"cuda_kernels", cuda_kernels, METH_NOARGS, "The CUDA kernel choice."},
     {"set_cuda_conv_tile", set_cuda_conv_tile, METH_O,
-     "Test hook: the fast kernels' tile, 'auto', '128x128', '128x64', '64x64', '128x128w4' or "
-     "'256x128'."},
+     "Test hook: the fast kernels' tile, 'auto', '128x128', '128x64' or '64x64'."},
     {"cuda_conv_tile", cuda_conv_tile, METH_NOARGS, "The fast kernels' tile setting."},
     {"fma_peak_gflops", fma_peak_gflops, METH_VARARGS,
      "fma_peak_gflops(threads, seconds) -> (gflops, threads_run): the fp32 multiply-add rate this "

@@ -105,8 +105,7 @@ def set_cuda_kernels(name: str) -> None:
 
 def set_cuda_conv_tile(name: str) -> None:
     """Test and benchmark hook: the fast kernels' tile ('auto', '128x128',
-    '128x64', '64x64', and for the tensor cores '128x128w4' and '256x128', whose
-    warps own 64 x 64 tiles)."""
+    '128x64', '64x64')."""
     _C.set_cuda_conv_tile(name)
 
 

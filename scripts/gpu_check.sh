@@ -9,7 +9,10 @@
 #      (scripts/gpu_bench.py), then `pycnn bench --device cuda` in the
 #      configurations of the GPU-speed targets (scripts/gpu_suite.py), and
 #      prints both tables last; in between, scripts/gpu_profile.py splits
-#      the convolutions' time by tile and kernel (GPU_CHECK_PROFILE=0: skip).
+#      the convolutions' time by tile and kernel (GPU_CHECK_PROFILE=0: skip);
+#      optional: GPU_CHECK_NCU=1 profiles VGG conv3_2's forward under
+#      Nsight Compute (scripts/gpu_ncu.py), GPU_CHECK_MMA_PEAK=1 measures
+#      the tensor cores' ceiling through mma.sync (scripts/mma_sync_peak.cu).
 # Each stage has a time limit within an overall budget (GPU_CHECK_BUDGET_S,
 # default 470 s), so the whole run ends within 8 minutes.  The full log
 # (build with ptxas's resource report, every test, the benchmark) goes to
@@ -140,6 +143,14 @@ if [[ ${GPU_CHECK_NCU:-0} == 1 ]] && command -v ncu >/dev/null; then
     $PY scripts/gpu_ncu.py >"$LOG_DIR/gpu_ncu.txt" 2>&1
   grep -E "igemm_kernel|pct_of_peak|stalled|bank_conflicts|wavefronts|Duration|Compute \(SM\) Throughput|Memory Throughput|Issue Slots Busy|Executed Ipc A|Bank Conflicts|Achieved Occupancy|Registers Per|Stall|Warp Cycles Per Issued" \
     "$LOG_DIR/gpu_ncu.txt" | cut -c1-160 | head -80 >>"$LOG"
+fi
+
+# The tensor cores' ceiling through mma.sync (GPU_CHECK_MMA_PEAK=1; about 15 s).
+if [[ ${GPU_CHECK_MMA_PEAK:-0} == 1 ]]; then
+  stage "mma.sync ceiling (scripts/mma_sync_peak.cu)"
+  "$CUDA_HOME/bin/nvcc" -O3 -gencode=arch=compute_90a,code=sm_90a -o build/mma_sync_peak \
+    scripts/mma_sync_peak.cu >>"$LOG" 2>&1 &&
+    timeout "$(limit 30 100)" build/mma_sync_peak 2>&1 | tee "$LOG_DIR/mma_sync_peak.txt" >>"$LOG"
 fi
 
 stage "benchmark suite: python -m pycnn bench --device cuda configurations (scripts/gpu_suite.py)"

@@ -4,8 +4,6 @@ the automatic choice's time among its kernels (packing, GEMM, split-K sum).
 
 One row per layer, family and pass:
   torch ms | auto ms | each tile forced (TILES) | gemm | kernels of auto (share of GPU time)
-(128x128w4 and 256x128: 64 x 64 warp tiles, tensor cores only; the FFMA
-kernels run their 128x128 tile there.)
 ("gemm": the implicit GEMM where Winograd would run, for the A/B.)
 
 Then the ResNet-50 AMP training step (the benchmark's case), pycnn's model
@@ -41,7 +39,7 @@ LAYERS = [
 ]
 FAMILIES = [("f32 nchw", torch.float32, False, torch.contiguous_format),
             ("f16 cl", torch.float16, None, torch.channels_last)]
-TILES = ["auto", "128x128", "128x64", "64x64", "128x128w4", "256x128"]
+TILES = ["auto", "128x128", "128x64", "64x64"]
 
 
 def median_ms(fn, reps=7):

@@ -379,12 +379,12 @@ def test_conv2d_fast_tiles_sum_in_one_order(emu, case, family, dtype, tol):
     element is summed over K in one order whatever the tile); grad_weight
     is right with each."""
     results = {}
-    for tile in (1, 2, 3, 4, 5):
+    for tile in (1, 2, 3):
         ours, exact, _ = run_fast(emu, case, family, dtype, tile=tile)
         for name, o, e in zip(("output", "grad_input", "grad_weight"), ours, exact):
             assert_close(o, e, tol, f"{case} tile {tile} {name}")
         results[tile] = ours
-    for tile in (2, 3, 4, 5):
+    for tile in (2, 3):
         assert torch.equal(results[tile][0], results[1][0]), f"output differs with tile {tile}"
         assert torch.equal(results[tile][1], results[1][1]), f"grad_input differs with tile {tile}"
 

@@ -36,7 +36,7 @@ FAMILIES = {
     "float16": (torch.float16, None, 3e-3),
     "bfloat16": (torch.bfloat16, None, 1.5e-2),
 }
-TILES = ["auto", "128x128", "128x64", "64x64", "128x128w4", "256x128"]
+TILES = ["auto", "128x128", "128x64", "64x64"]
 
 # N, C, H, W, K, R, S, stride, padding, dilation, groups: GEMM sides off the
 # tiles' multiples, 3-channel stems, 1x1, strided, dilated, grouped.

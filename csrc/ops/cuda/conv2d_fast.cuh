@@ -39,11 +39,6 @@ struct TcKernels {
   using Large = TcMath<TcConfig<kKind, 128, 128, 2, 4, 4>>;
   using Wide = TcMath<TcConfig<kKind, 128, 64, 2, 2, 4>>;
   using Small = TcMath<TcConfig<kKind, 64, 64, 2, 2, 4>>;
-  // 64 x 64 warp tiles: 8 ldmatrix per 32 mma instead of 6 per 16, half
-  // the shared-memory reads per product; grad_weight's tile for many output
-  // channels, and forced tiles for the forward's A/B.
-  using LargeWarps4 = TcMath<TcConfig<kKind, 128, 128, 2, 2, 4>>;
-  using Tall = TcMath<TcConfig<kKind, 256, 128, 4, 2, 4>>;
   using WgradLarge = Large;
   using WgradSmall = TcMath<TcConfig<kKind, 64, 128, 2, 2, 4>>;
 };
@@ -55,21 +50,12 @@ struct SimtKernels {
   using Large = SimtMath<128, 4>;
   using Wide = SimtMath<64, 4>;
   using Small = Wide;  // no smaller FFMA tile
-  using LargeWarps4 = Large;  // the tensor cores' extra shapes
-  using Tall = Large;
   using WgradLarge = Large;
   using WgradSmall = Wide;
 };
 
 // Tile shapes (pycnn._C.set_cuda_conv_tile forces one, for tests and benchmarks).
-enum ConvTileChoice : int {
-  kTileAuto = 0,
-  kTileLarge = 1,        // 128 x 128, 8 warps of 64 x 32
-  kTileWide = 2,         // 128 x 64
-  kTileSmall = 3,        // 64 x 64
-  kTileLargeWarps4 = 4,  // 128 x 128, 4 warps of 64 x 64 (tensor cores)
-  kTileTall = 5,         // 256 x 128, 8 warps of 64 x 64 (tensor cores)
-};
+enum ConvTileChoice : int { kTileAuto = 0, kTileLarge = 1, kTileWide = 2, kTileSmall = 3 };
 
 PYCNN_HOST_DEVICE inline int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 
@@ -158,10 +144,6 @@ struct TileCandidate {
 // times the shape's own efficiency.  Only the speed depends on it: every
 // shape sums each output in the same order.
 inline int choose_conv_tile(int64_t m, int64_t n, int64_t z, int sms, bool tensor_cores) {
-  // The 64 x 64 warp tiles (kTileLargeWarps4, kTileTall) are not among
-  // them: on the H200 they were no faster in the forward (VGG conv3_2 f16
-  // 0.256 / 0.295 ms against 0.254, conv5 0.311 / 0.366 against 0.286),
-  // with half the ldmatrix traffic; shared memory was not the limit.
   static const TileCandidate tc[] = {{kTileLarge, 128, 128, 2, 1.0},
                                      {kTileWide, 128, 64, 4, 0.92},
                                      {kTileSmall, 64, 64, 6, 0.8}};
@@ -198,10 +180,6 @@ void launch_conv_tile(L& launcher, int tile, const typename Gemm::Params& p, int
       return launch_block<typename Kernels::Wide, Gemm>(launcher, p, m, n, z);
     case kTileSmall:
       return launch_block<typename Kernels::Small, Gemm>(launcher, p, m, n, z);
-    case kTileLargeWarps4:
-      return launch_block<typename Kernels::LargeWarps4, Gemm>(launcher, p, m, n, z);
-    case kTileTall:
-      return launch_block<typename Kernels::Tall, Gemm>(launcher, p, m, n, z);
     default:
       return launch_block<typename Kernels::Large, Gemm>(launcher, p, m, n, z);
   }
@@ -397,36 +375,30 @@ int64_t conv_weight_backward_fast(const at::Tensor& grad_output, const at::Tenso
   p.div_ohw = FastDivmod::make(s.out_h * s.out_w);
 
   // The tile shape, like the splits, depends on the shape only.  Tensor
-  // cores: the 64-row tile for at most 64 output channels, else 64 x 64
-  // warp tiles (H200, f16: VGG conv3_2 0.251 ms against 0.271 for 8 warps of
-  // 64 x 32, conv5 0.293 against 0.304, ResNet layer3 0.088 against 0.093).
-  // FFMA: 128 x 128 always; measured on the H100 at 64 output channels it
-  // beats 64 x 128 by 1.3-1.6x (VGG-16 conv1_2 wgrad 15.2 ms vs 23.8, ResNet
-  // layer1 1.84 vs 3.00).
-  if (tile == kTileAuto)
-    tile = !Kernels::kTensorCores ? kTileLarge : kgp <= 64 ? kTileSmall : kTileLargeWarps4;
-  const auto run = [&](auto math) {
-    using Math = decltype(math);
-    const int64_t tiles = ((kgp + Math::BM - 1) / Math::BM) * ((p.n_size + Math::BN - 1) / Math::BN) * groups;
-    const int64_t steps = (pixels + Math::BK - 1) / Math::BK;
-    int64_t splits = choose_wgrad_splits(tiles, steps, Math::kMinBlocks);
-    const int64_t per_split = (steps + splits - 1) / splits;
-    splits = (steps + per_split - 1) / per_split;  // no empty split
-    p.steps = int(steps), p.steps_per_split = int(per_split), p.splits = int(splits);
-    at::Tensor ws = launcher.empty({splits * groups * kgp * p.n_size}, at::kFloat);
-    p.ws = ws.template mutable_data_ptr<float>();
-    launch_block<Math, WgradGemm<T>>(launcher, p, kgp, p.n_size, groups * splits);
-    return ws;
-  };
-  at::Tensor ws;
-  if (tile == kTileSmall || tile == kTileWide) {
-    ws = run(typename Kernels::WgradSmall{});
-  } else if (tile == kTileLargeWarps4 || tile == kTileTall) {
-    ws = run(typename Kernels::LargeWarps4{});
+  // cores: the 64-row tile for at most 64 output channels.  FFMA: 128 x 128
+  // always; measured on the H100 at 64 output channels it beats 64 x 128 by
+  // 1.3-1.6x (VGG-16 conv1_2 wgrad 15.2 ms vs 23.8, ResNet layer1 1.84 vs 3.00).
+  if (tile == kTileAuto) tile = Kernels::kTensorCores && kgp <= 64 ? kTileSmall : kTileLarge;
+  const bool small = tile == kTileSmall || tile == kTileWide;
+  const int bm = small ? Kernels::WgradSmall::BM : Kernels::WgradLarge::BM;
+  const int bn = small ? Kernels::WgradSmall::BN : Kernels::WgradLarge::BN;
+  const int bk = Kernels::WgradLarge::BK;
+  const int64_t tiles = ((kgp + bm - 1) / bm) * ((p.n_size + bn - 1) / bn) * groups;
+  const int64_t steps = (pixels + bk - 1) / bk;
+  const int blocks_per_sm = small ? Kernels::WgradSmall::kMinBlocks : Kernels::WgradLarge::kMinBlocks;
+  int64_t splits = choose_wgrad_splits(tiles, steps, blocks_per_sm);
+  const int64_t per_split = (steps + splits - 1) / splits;
+  splits = (steps + per_split - 1) / per_split;  // no empty split
+  p.steps = int(steps), p.steps_per_split = int(per_split), p.splits = int(splits);
+
+  const int64_t slice = groups * kgp * p.n_size;
+  at::Tensor ws = launcher.empty({splits * slice}, at::kFloat);
+  p.ws = ws.template mutable_data_ptr<float>();
+  if (small) {
+    launch_block<typename Kernels::WgradSmall, WgradGemm<T>>(launcher, p, kgp, p.n_size, groups * splits);
   } else {
-    ws = run(typename Kernels::WgradLarge{});
+    launch_block<typename Kernels::WgradLarge, WgradGemm<T>>(launcher, p, kgp, p.n_size, groups * splits);
   }
-  const int64_t splits = p.splits;
   launcher.elementwise(
       WgradFinalize<T>{p.ws, splits, groups, kgp, p.n_size, cgp, kpg, cpg, s.kernel_h, s.kernel_w,
                        grad_weight.template mutable_data_ptr<T>(), strides_of(grad_weight)},

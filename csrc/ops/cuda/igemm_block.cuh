@@ -7,14 +7,9 @@
 //
 // The block (IgemmBlock::run) is a multistage cp.async pipeline in the
 // Ampere style: kStages - 1 K steps are in flight while the warps multiply
-// the oldest; each iteration multiplies the first half of stage kt, issues
-// the copies of step kt + kStages - 1 into the stage step kt - 1 used (all
-// warps passed the barrier that ended step kt - 1), multiplies the second
-// half, then waits for step kt + 1 and synchronises.  The copies' address
-// arithmetic (about 120 integer instructions per thread and stage) sits
-// between the two halves' mma, so the tensor cores work through it: issued
-// before all of them, it left the mma pipe idle while every warp of the SM,
-// synchronised by the barrier, did integer work.
+// the oldest; each iteration issues the copies of step kt + kStages - 1 into
+// the stage step kt - 1 used (all warps passed the barrier that ended step
+// kt - 1), multiplies stage kt, then waits for step kt + 1 and synchronises.
 // It is written against an Exec (mma_ops.cuh's DeviceBlockExec on the GPU;
 // tests/cuda_emulation's host model on the CPU, which also checks the
 // barrier discipline), so the code the emulator runs is this code.
@@ -47,12 +42,8 @@ struct TcMath {
   static constexpr int kV = Cfg::kV, kCopyBytes = 16;
   // Blocks per SM the register budget is set for: 2 x 256 or 4 x 128
   // threads (128 registers each), 3 x 128 for the 128 x 64 tile, whose
-  // threads copy four A rows each (168 registers).  A 64 x 64 warp tile
-  // holds 128 accumulators per thread: 8 warps per SM (255 registers).
-  static constexpr int kAccPerThread = BM * BN / kThreads;
-  static constexpr int kMinBlocks = kAccPerThread >= 128 ? 256 / kThreads
-                                    : kThreads == 256      ? 2
-                                    : (BM * BN > 64 * 64 ? 3 : 4);
+  // threads copy four A rows each (168 registers).
+  static constexpr int kMinBlocks = kThreads == 256 ? 2 : (BM * BN > 64 * 64 ? 3 : 4);
   // K-contiguous: BM rows of 64 bytes; M-contiguous: BK rows of BM elements.
   // Either way BM x 64 bytes.
   static constexpr int kABytes = BM * 64, kBBytes = BN * 64;
@@ -78,12 +69,11 @@ struct TcMath {
         for (int r = 0; r < 4; ++r) acc.v[i][j][r] = 0.f;
   }
 
-  // Half `part` (0 or 1) of a stage's products: its one mma K step.
   template <class ATile, class BTile, class Ops>
   PYCNN_HOST_DEVICE static __forceinline__ void compute(const Ops& ops, const uint8_t* a,
                                                         const uint8_t* b, int warp, int lane,
-                                                        Acc& acc, int part) {
-    warp_mma_step<Cfg, ATile, BTile>(ops, a, b, warp_m0(warp), warp_n0(warp), lane, part, acc.v);
+                                                        Acc& acc) {
+    warp_mma_stage<Cfg, ATile, BTile>(ops, a, b, warp_m0(warp), warp_n0(warp), lane, acc.v);
   }
 
   template <class Sink>
@@ -152,14 +142,13 @@ struct SimtMath {
       for (int j = 0; j < TN; ++j) acc.v[i][j] = 0.f;
   }
 
-  // Half `part` (0 or 1) of a stage's products: K rows part * BK / 2 on.
   template <class ATile, class BTile, class Ops>
   PYCNN_HOST_DEVICE static __forceinline__ void compute(const Ops& ops, const uint8_t* a,
                                                         const uint8_t* b, int warp, int lane,
-                                                        Acc& acc, int part) {
+                                                        Acc& acc) {
     const int x = tx(warp, lane), y = ty(warp, lane);
 #pragma unroll
-    for (int k = part * (BK / 2); k < (part + 1) * (BK / 2); ++k) {
+    for (int k = 0; k < BK; ++k) {
       float av[8], bv[TN];
       ops.load_shared_f4(av, a, (k * kAStride + y * 4) * 4, lane);
       ops.load_shared_f4(av + 4, a, (k * kAStride + 64 + y * 4) * 4, lane);
@@ -231,17 +220,12 @@ struct IgemmBlock {
     ex.sync();
 #pragma unroll 1
     for (int kt = 0; kt < steps; ++kt) {
-      const uint8_t* stage = smem + (kt % kStages) * kStageBytes;
-      const auto multiply = [&](int part) {
-        ex.warps([&](int warp, int lane, ThreadState& st, const auto& ops) {
-          Math::template compute<ATile, BTile>(ops, stage, stage + Math::kABytes, warp, lane,
-                                               st.acc, part);
-        });
-      };
-      multiply(0);
       if (kt + kStages - 1 < steps) load((kt + kStages - 1) % kStages);
       ex.commit();
-      multiply(1);
+      const uint8_t* stage = smem + (kt % kStages) * kStageBytes;
+      ex.warps([&](int warp, int lane, ThreadState& st, const auto& ops) {
+        Math::template compute<ATile, BTile>(ops, stage, stage + Math::kABytes, warp, lane, st.acc);
+      });
       ex.template wait<kStages - 2>();
       ex.sync();
     }

@@ -176,14 +176,15 @@ PYCNN_HOST_DEVICE __forceinline__ int acc_col(int warp_n0, int ni, int r, int la
   return warp_n0 + ni * 8 + (lane & 3) * 2 + (r & 1);
 }
 
-// One mma K step (kk) of a stage: load the warp's A and B fragments from
-// shared memory and issue MI x NI mma.
+// One stage of the warp's work: for each of the stage's K steps, load the
+// warp's A and B fragments from shared memory and issue MI x NI mma.
 template <class Cfg, class ATile, class BTile, class Ops>
-PYCNN_HOST_DEVICE __forceinline__ void warp_mma_step(const Ops& ops, const uint8_t* a_tile,
-                                                     const uint8_t* b_tile, int warp_m0,
-                                                     int warp_n0, int lane, int kk,
-                                                     float (&acc)[Cfg::MI][Cfg::NI][4]) {
-  {
+PYCNN_HOST_DEVICE __forceinline__ void warp_mma_stage(const Ops& ops, const uint8_t* a_tile,
+                                                      const uint8_t* b_tile, int warp_m0,
+                                                      int warp_n0, int lane,
+                                                      float (&acc)[Cfg::MI][Cfg::NI][4]) {
+#pragma unroll
+  for (int kk = 0; kk < Cfg::kKSteps; ++kk) {
     uint32_t a[Cfg::MI][4], b[Cfg::NI][2];
 #pragma unroll
     for (int mi = 0; mi < Cfg::MI; ++mi) ATile::load_a(ops, a_tile, a[mi], warp_m0 + mi * 16, kk, lane);
