@@ -177,6 +177,25 @@ def test_max_rows_of_calls_larger_than_the_caches(out_w, dtype):
 
 
 @dtypes
+@pytest.mark.parametrize("in_w", [128, 120])
+def test_max_backward_of_calls_larger_than_the_caches(in_w, dtype):
+    """Past kLargeCallBytes the NCHW max-pool backward streams grad_input's
+    rows when each starts on a 64-byte line (all but 120 float32s, 480
+    bytes, which it stores plainly): torch's result bit for bit, with one
+    thread and with two."""
+    x = randn(2, 72, 256, in_w, dtype=dtype)
+    assert x.nbytes >= 16 << 20
+    out, idx = TF.max_pool2d(x, 2, return_indices=True)
+    g = randn(*out.shape, dtype=dtype)
+    ref = torch.ops.aten.max_pool2d_with_indices_backward(g, x, [2, 2], [2, 2], [0, 0], [1, 1], False, idx)
+    pycnn.set_cpu_isa(SUPPORTED_ISAS[-1])
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        ours = torch.ops.pycnn.max_pool2d_backward(g, idx, list(x.shape), [2], [2], [0], [1], False)
+        assert torch.equal(ours, ref), f"{threads} threads"
+
+
+@dtypes
 @pytest.mark.parametrize("dilation", [2, (1, 3), (2, 2)])
 def test_max_dilation_rows(dilation, dtype):
     for width in (9, 17, 40):

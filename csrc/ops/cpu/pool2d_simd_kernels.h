@@ -286,6 +286,18 @@ inline void prefetch_window_rows(const T* in, const PoolParams& p, int64_t r) {
   for (const char* q = first; q < last; q += 64) __builtin_prefetch(q, 0, 0);
 }
 
+// A store of values, non-temporal under the same conditions as below.
+template <class S>
+inline void store_values(typename S::T* dst, int64_t n, typename S::V v, bool stream) {
+  if constexpr (S::kStreams) {
+    if (stream && n == S::L && (reinterpret_cast<uintptr_t>(dst) & 63) == 0) {
+      S::stream(dst, v);
+      return;
+    }
+  }
+  S::store(dst, n, v);
+}
+
 // Stores of a full vector's values and indices, non-temporal where the
 // caller asked (PoolParams::stream_stores: outputs far larger than the
 // caches, where a plain store first reads each line it will overwrite) and
@@ -820,7 +832,8 @@ void max_backward_nchw(const typename S::T* grad_out, const int64_t* indices,
       const TapRange rows = walk.range();
       const int64_t oh = rows.first;
       if (rows.first == rows.last || !lands_on_tap(ih + p.pad_h - oh * p.stride_h, p.dilation_h)) {
-        for (int64_t iw = 0; iw < p.in_w; iw += S::L) S::store(row + iw, min_i64(S::L, p.in_w - iw), S::zero());
+        for (int64_t iw = 0; iw < p.in_w; iw += S::L)
+          store_values<S>(row + iw, min_i64(S::L, p.in_w - iw), S::zero(), p.stream_stores);
         continue;
       }
       const T* go = grad_out + plane * out_plane + oh * p.out_w;
@@ -836,12 +849,15 @@ void max_backward_nchw(const typename S::T* grad_out, const int64_t* indices,
           g = S::add_where(hit, g, S::load_pairs(go + ow, live));
           count += S::count(hit);
         }
-        S::store(row + iw, n, g);
+        store_values<S>(row + iw, n, g, p.stream_stores);
       };
       int64_t iw = 0;
       if (p.pad_w % 2 == 1) chunk(iw++, 1);  // aligns the vectors to whole outputs
       for (; iw < p.in_w; iw += S::L) chunk(iw, min_i64(S::L, p.in_w - iw));
     }
+  }
+  if constexpr (S::kStreams) {
+    if (p.stream_stores) S::stream_fence();
   }
   *matches = count;
 }
