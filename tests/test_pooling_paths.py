@@ -177,6 +177,24 @@ def test_max_rows_of_calls_larger_than_the_caches(out_w, dtype):
 
 
 @dtypes
+@pytest.mark.parametrize("channels", [64, 40])
+def test_max_channels_last_calls_larger_than_the_caches(channels, dtype):
+    """Past kLargeCallBytes the channels_last max pool streams its values and
+    indices where a pixel's vectors start on 64-byte lines (every vector at
+    64 channels; at 40 float32s the second vector of a pixel does not):
+    torch's values and indices, with one thread and with two."""
+    x = channels_last(randn(4, channels, 2 * 96, 2 * 120 + 1, dtype=dtype))
+    assert x.numel() // 4 * (x.element_size() + 8) >= 16 << 20
+    pycnn.set_cpu_isa(SUPPORTED_ISAS[-1])
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        out, idx = F.max_pool2d(x, 2, return_indices=True)
+        ref, ref_idx = TF.max_pool2d(x, 2, return_indices=True)
+        assert torch.equal(out, ref) and torch.equal(idx, ref_idx), f"{threads} threads"
+        assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+@dtypes
 @pytest.mark.parametrize("in_w", [128, 120])
 def test_max_backward_of_calls_larger_than_the_caches(in_w, dtype):
     """Past kLargeCallBytes the NCHW max-pool backward streams grad_input's

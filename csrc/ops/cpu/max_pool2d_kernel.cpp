@@ -76,7 +76,7 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_cpu(const at::Tensor& input,
   }
   PoolParams p = pool_params(s);
   const bool nhwc = layout == PoolLayout::nhwc;
-  if (!nhwc) set_large_call_hints(&p, input.nbytes(), output.nbytes() + indices.nbytes());
+  set_large_call_hints(&p, input.nbytes(), output.nbytes() + indices.nbytes());
   const int64_t rows = (nhwc ? s.batch : s.batch * s.channels) * s.out_h;
   const int64_t work = s.out_w * (nhwc ? s.channels : 1) * s.kernel_h * s.kernel_w;
   const bool plane_groups = !nhwc && use_plane_groups(p);

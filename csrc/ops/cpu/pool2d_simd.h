@@ -26,10 +26,11 @@ struct PoolParams {
   // avg_pool2d's divisor options; divisor_override 0 means none (as in shape.h).
   bool count_include_pad;
   int64_t divisor_override;
-  // Hints for calls far larger than the caches (max_nchw; pool2d_cpu.h's
-  // large_call_hints sets them): non-temporal stores for the outputs (a
-  // plain store first reads each line it overwrites), and software
-  // prefetch of the input rows this many output rows ahead (0: none).
+  // Hints for calls far larger than the caches (pool2d_cpu.h's
+  // set_large_call_hints sets them): non-temporal stores for the outputs
+  // (a plain store first reads each line it overwrites; max_nchw, max_nhwc
+  // and the NCHW max backward), and software prefetch of the input rows
+  // this many output rows ahead (max_nchw; 0: none).
   bool stream_stores;
   int64_t prefetch_rows_ahead;
 };

@@ -488,7 +488,8 @@ inline int64_t lanes_of(int g, int64_t channels) {
 
 template <class S, int G>
 inline void max_pixel_registers(const typename S::T* image, int64_t in_w, int64_t channels,
-                                const Window& win, typename S::T* dst, int64_t* dst_index) {
+                                const Window& win, typename S::T* dst, int64_t* dst_index,
+                                bool stream) {
   using T = typename S::T;
   using V = typename S::V;
   using I = typename S::I;
@@ -512,10 +513,9 @@ inline void max_pixel_registers(const typename S::T* image, int64_t in_w, int64_
       }
     }
   }
-  for (int g = 0; g < G; ++g) {
-    S::store(dst + g * S::L, lanes_of<S>(g, channels), best[g]);
-    S::store_index(dst_index + g * S::L, lanes_of<S>(g, channels), best_index[g]);
-  }
+  for (int g = 0; g < G; ++g)
+    store_values_and_indices<S>(dst + g * S::L, dst_index + g * S::L, lanes_of<S>(g, channels),
+                                best[g], best_index[g], stream);
 }
 
 template <class S>
@@ -619,12 +619,16 @@ void max_nhwc_rows(const typename S::T* in, typename S::T* out, int64_t* indices
         const Window win = rule.window(oh, ow, &unused);
         const int64_t o = (r * p.out_w + ow) * c;
         if constexpr (G > 0)
-          max_pixel_registers<S, G>(in + n * in_image, p.in_w, c, win, out + o, indices + o);
+          max_pixel_registers<S, G>(in + n * in_image, p.in_w, c, win, out + o, indices + o,
+                                    p.stream_stores);
         else
           max_pixel_buffered<S>(in + n * in_image, p.in_w, c, win, out + o, indices + o, index_buf);
       }
     }
   });
+  if constexpr (S::kStreams) {
+    if (p.stream_stores) S::stream_fence();
+  }
 }
 
 template <class S, class Rule>
