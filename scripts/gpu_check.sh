@@ -40,11 +40,12 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 
 say() { echo "$*" | tee -a "$LOG"; }
 stage() { say ""; say "=== $* [$(date +%T), ${SECONDS}s]"; }
-# Seconds a stage may take: its cap, less what the later stages need.
+# Seconds a stage may take: its cap, less what the later stages need, but
+# at least its floor (default 10 s).
 limit() {
-  local cap=$1 reserve=$2 left=$((DEADLINE - SECONDS - $2))
+  local cap=$1 reserve=$2 floor=${3:-10} left=$((DEADLINE - SECONDS - $2))
   ((left < cap)) && cap=$left
-  ((cap < 10)) && cap=10
+  ((cap < floor)) && cap=$floor
   echo "$cap"
 }
 
@@ -84,7 +85,8 @@ tests_out=build/gpu_check_tests.txt
 # 64-bit tests (marked slow, about 24 GiB each) run alone afterwards.
 parallel=()
 $PY -c "import xdist" 2>/dev/null && parallel=(-n "${GPU_CHECK_WORKERS:-6}")
-timeout "$(limit 200 150)" $PY -m pytest -q -rfE -p no:cacheprovider "${parallel[@]}" -m "not slow" \
+# The tests come first: at least 60 s, whatever the later stages lose.
+timeout "$(limit 200 150 60)" $PY -m pytest -q -rfE -p no:cacheprovider "${parallel[@]}" -m "not slow" \
   tests/test_cuda.py tests/test_cuda_fast.py >"$tests_out" 2>&1
 test_rc=$?
 timeout "$(limit 60 130)" $PY -m pytest -q -rfE -p no:cacheprovider -m slow tests/test_cuda.py \
