@@ -165,6 +165,21 @@ def test_quick_run_through_the_python_api():
     assert next(t for t in report.targets if t.name == "training step ResNet-18").holds is None
 
 
+def test_conv2d_relu_times_the_fused_op_outside_the_conv_targets():
+    """--ops conv2d_relu: each convolution with its ReLU fused, against
+    torch's conv2d and in-place ReLU, checked for agreement; the conv2d
+    targets are not judged on it."""
+    report = _quick_report(ops=["conv2d_relu"], filters=["conv 3×3"])
+    assert {(r.case.name, r.case.op) for r in report.results} == {("tiny conv 3×3 + ReLU", "conv2d_relu")}
+    for r in report.results:
+        assert r.error is None and r.agrees, (r.pass_, r.error, r.max_rel_diff)
+    leaves, ours, theirs = report.results[0].case.make("cpu", torch.float64, False)
+    assert (torch.nn.functional.conv2d(*leaves, padding=1) < 0).any()
+    torch.testing.assert_close(ours(*leaves), theirs(*[t.detach() for t in leaves]), rtol=1e-12, atol=1e-12)
+    assert next(t for t in report.targets if t.name == "conv2d forward, geomean").holds is None
+    assert {r.case.op for r in _quick_report(filters=["conv 3×3"]).results} == {"conv2d"}
+
+
 def test_bad_options_name_the_option():
     with pytest.raises(ValueError, match="unknown op 'nope'"):
         benchmark(ops="conv2d,nope", quick=True)

@@ -31,6 +31,10 @@ from .report import Report
 __all__ = ["benchmark", "Report", "add_arguments", "run"]
 
 OPS = ("conv2d",) + POOL_OPS + ("train",)
+# Ops a run may also ask for, outside the default set: conv2d_relu times each
+# convolution with its ReLU fused (pycnn.functional.conv2d_relu) against
+# torch's conv2d followed by an in-place ReLU.
+EXTRA_OPS = ("conv2d_relu",)
 OP_ALIASES = {"conv": ("conv2d",), "pool": POOL_OPS, "pooling": POOL_OPS, "all": OPS}
 PASSES = ("forward", "backward", "both")
 PASS_ALIASES = {"fwd": "forward", "bwd": "backward", "fwd+bwd": "both"}
@@ -91,6 +95,8 @@ def select_cases(device="cpu", ops=None, model=None, batch=None, image_size=None
     else:
         chosen, scope = cases_module.default_cases(device), "default"
     ops = list(OPS) if ops is None else ops
+    if "conv2d_relu" in ops:
+        chosen = chosen + [cases_module.with_relu(c) for c in chosen if c.group == "conv"]
     chosen = [c for c in chosen if (c.group == "train" and "train" in ops)
               or getattr(c, "op", None) in ops]
     if filters:
@@ -144,7 +150,7 @@ def benchmark(device="cpu", ops=None, passes=None, dtype="float32", threads=None
     forward pass under torch.no_grad.  check: compare forward outputs first.
     cases: an explicit list of cases (pycnn.bench.cases) instead of a set.
     """
-    ops = _names(ops, OPS, OP_ALIASES, "op")
+    ops = _names(ops, OPS + EXTRA_OPS, OP_ALIASES, "op")
     passes = _names(passes, PASSES, PASS_ALIASES, "pass") or list(PASSES)
     if dtype not in DTYPES:
         raise ValueError(f"pycnn bench: dtype must be one of {', '.join(DTYPES)}, got dtype={dtype!r}")
@@ -211,7 +217,8 @@ def add_arguments(parser):
                      "pooling counts bytes read + written.")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     parser.add_argument("--ops", action="append", metavar="LIST",
-                        help=f"comma-separated ops: {', '.join(OPS)}, or conv, pool (default all)")
+                        help=f"comma-separated ops: {', '.join(OPS + EXTRA_OPS)}, or conv, pool "
+                             f"(default all but {', '.join(EXTRA_OPS)})")
     parser.add_argument("--passes", action="append", metavar="LIST",
                         help="comma-separated passes: forward, backward, both (default all)")
     parser.add_argument("--dtype", default="float32", choices=DTYPES)

@@ -51,10 +51,14 @@ class ConvCase:
     bias: bool = True
     large: bool = False  # one of the large layers held to a share of the peak
     count: int = 1       # layers of the model with this shape
+    relu: bool = False   # pycnn's conv2d_relu against torch's conv2d then an in-place ReLU
 
-    op = "conv2d"
     group = "conv"
     passes = CONV_PASSES
+
+    @property
+    def op(self):
+        return "conv2d_relu" if self.relu else "conv2d"
 
     @property
     def output_size(self):
@@ -93,16 +97,28 @@ class ConvCase:
         options = dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
                        groups=self.groups)
 
-        def ours(x, w, b=None):
-            return F.conv2d(x, w, b, **options)
+        if self.relu:
+            def ours(x, w, b=None):
+                return F.conv2d_relu(x, w, b, **options)
 
-        def theirs(x, w, b=None):
-            return TF.conv2d(x, w, b, **options)
+            def theirs(x, w, b=None):  # as nn.Conv2d, nn.ReLU(inplace=True)
+                return TF.relu(TF.conv2d(x, w, b, **options), inplace=True)
+        else:
+            def ours(x, w, b=None):
+                return F.conv2d(x, w, b, **options)
+
+            def theirs(x, w, b=None):
+                return TF.conv2d(x, w, b, **options)
         return leaves, ours, theirs
 
     def to_dict(self):
         return dict(dataclasses.asdict(self), op=self.op, shape=self.shape_text(),
                     output_size=list(self.output_size))
+
+
+def with_relu(case):
+    """The conv2d_relu twin of a ConvCase: the same layer with its ReLU fused."""
+    return dataclasses.replace(case, name=f"{case.name} + ReLU", relu=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -102,7 +102,7 @@ def share_target(rows, name, share, fraction_of, reference):
 
 def evaluate(results, peak, itemsize=4):
     """The targets, in the order the report prints them."""
-    convs = [r for r in results if r.case.group == "conv"]
+    convs = [r for r in results if r.case.group == "conv" and r.case.op == "conv2d"]
     forward = [r for r in convs if r.pass_ == "forward"]
     both = [r for r in convs if r.pass_ == "both"]
     large = [r for r in forward if r.case.large]
