@@ -26,38 +26,51 @@ ConvOptions saved_conv_options(const AutogradContext* ctx) {
           ctx->saved_data.at("groups").toInt()};
 }
 
+// What conv2d and conv2d_relu keep for their backward: sizes, options, and
+// only the operands the gradients that can be asked for read (input for
+// grad_weight, weight for grad_input), then `extra`.
+void save_for_conv_backward(AutogradContext* ctx, const Variable& input, const Variable& weight,
+                            const std::optional<Variable>& bias, at::IntArrayRef stride,
+                            at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                            const Variable& extra = Variable()) {
+  // bias is an input edge of the graph only when present.
+  ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+  ctx->saved_data["input_size"] = input.sym_sizes();
+  ctx->saved_data["weight_size"] = weight.sym_sizes();
+  save_conv_options(ctx, stride, padding, dilation, groups);
+  ctx->save_for_backward({weight.requires_grad() ? input : Variable(),
+                          input.requires_grad() ? weight : Variable(), extra});
+}
+
+// conv2d's gradients (input, weight, bias, then the options' empty slots)
+// from the gradient of its output.
+variable_list conv_backward(AutogradContext* ctx, const variable_list& saved,
+                            const at::Tensor& grad_output) {
+  const ConvOptions o = saved_conv_options(ctx);
+  variable_list result(7);
+  if (ctx->needs_input_grad(0))
+    result[0] = ops::conv2d_input_backward(grad_output, saved[1], saved_sizes(ctx, "input_size"),
+                                           o.stride, o.padding, o.dilation, o.groups);
+  if (ctx->needs_input_grad(1))
+    result[1] = ops::conv2d_weight_backward(grad_output, saved[0], saved_sizes(ctx, "weight_size"),
+                                            o.stride, o.padding, o.dilation, o.groups);
+  if (ctx->saved_data.at("has_bias").toBool() && ctx->needs_input_grad(2))
+    result[2] = ops::conv2d_bias_backward(grad_output);
+  return result;
+}
+
 class Conv2dFunction : public torch::autograd::Function<Conv2dFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const Variable& input, const Variable& weight,
                                const std::optional<Variable>& bias, at::IntArrayRef stride,
                                at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-    // bias is an input edge of the graph only when present.
-    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
-    ctx->saved_data["input_size"] = input.sym_sizes();
-    ctx->saved_data["weight_size"] = weight.sym_sizes();
-    save_conv_options(ctx, stride, padding, dilation, groups);
-    // Keep only what the gradients that can be asked for read.
-    ctx->save_for_backward({weight.requires_grad() ? input : Variable(),
-                            input.requires_grad() ? weight : Variable()});
+    save_for_conv_backward(ctx, input, weight, bias, stride, padding, dilation, groups);
     at::AutoDispatchBelowADInplaceOrView guard;
     return {ops::conv2d(input, weight, bias, stride, padding, dilation, groups)};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const ConvOptions o = saved_conv_options(ctx);
-    const at::Tensor& grad_output = grads[0];
-    variable_list result(7);
-    if (ctx->needs_input_grad(0))
-      result[0] = ops::conv2d_input_backward(grad_output, saved[1], saved_sizes(ctx, "input_size"),
-                                             o.stride, o.padding, o.dilation, o.groups);
-    if (ctx->needs_input_grad(1))
-      result[1] = ops::conv2d_weight_backward(grad_output, saved[0],
-                                              saved_sizes(ctx, "weight_size"), o.stride,
-                                              o.padding, o.dilation, o.groups);
-    if (ctx->saved_data.at("has_bias").toBool() && ctx->needs_input_grad(2))
-      result[2] = ops::conv2d_bias_backward(grad_output);
-    return result;
+    return conv_backward(ctx, ctx->get_saved_variables(), grads[0]);
   }
 };
 
@@ -68,35 +81,18 @@ class Conv2dReluFunction : public torch::autograd::Function<Conv2dReluFunction> 
   static variable_list forward(AutogradContext* ctx, const Variable& input, const Variable& weight,
                                const std::optional<Variable>& bias, at::IntArrayRef stride,
                                at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
-    ctx->saved_data["input_size"] = input.sym_sizes();
-    ctx->saved_data["weight_size"] = weight.sym_sizes();
-    save_conv_options(ctx, stride, padding, dilation, groups);
     at::Tensor output;
     {
       at::AutoDispatchBelowADInplaceOrView guard;
       output = ops::conv2d_relu(input, weight, bias, stride, padding, dilation, groups);
     }
-    ctx->save_for_backward({weight.requires_grad() ? input : Variable(),
-                            input.requires_grad() ? weight : Variable(), output});
+    save_for_conv_backward(ctx, input, weight, bias, stride, padding, dilation, groups, output);
     return {output};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const ConvOptions o = saved_conv_options(ctx);
-    const at::Tensor grad_output = at::threshold_backward(grads[0], saved[2], 0);
-    variable_list result(7);
-    if (ctx->needs_input_grad(0))
-      result[0] = ops::conv2d_input_backward(grad_output, saved[1], saved_sizes(ctx, "input_size"),
-                                             o.stride, o.padding, o.dilation, o.groups);
-    if (ctx->needs_input_grad(1))
-      result[1] = ops::conv2d_weight_backward(grad_output, saved[0],
-                                              saved_sizes(ctx, "weight_size"), o.stride,
-                                              o.padding, o.dilation, o.groups);
-    if (ctx->saved_data.at("has_bias").toBool() && ctx->needs_input_grad(2))
-      result[2] = ops::conv2d_bias_backward(grad_output);
-    return result;
+    return conv_backward(ctx, saved, at::threshold_backward(grads[0], saved[2], 0));
   }
 };
 
