@@ -100,6 +100,25 @@ PyObject* cuda_kernels(PyObject*, PyObject*) {
   return PyUnicode_FromString(kKernels[pycnn::cuda_kernels()]);
 }
 
+const char* const kCpuKernels[] = {"auto", "gemm"};
+
+PyObject* set_cpu_conv_kernels(PyObject*, PyObject* arg) {
+  const char* name = PyUnicode_AsUTF8(arg);
+  if (name == nullptr) return nullptr;
+  const int kernels = index_of(name, kCpuKernels, 2);
+  if (kernels < 0) {
+    PyErr_Format(PyExc_ValueError,
+                 "set_cpu_conv_kernels: kernels must be 'auto' or 'gemm', got '%s'", name);
+    return nullptr;
+  }
+  pycnn::set_cpu_conv_kernels(kernels);
+  Py_RETURN_NONE;
+}
+
+PyObject* cpu_conv_kernels(PyObject*, PyObject*) {
+  return PyUnicode_FromString(kCpuKernels[pycnn::cpu_conv_kernels()]);
+}
+
 PyObject* set_cuda_conv_tile(PyObject*, PyObject* arg) {
   const char* name = PyUnicode_AsUTF8(arg);
   if (name == nullptr) return nullptr;
@@ -161,6 +180,9 @@ PyMethodDef methods[] = {
     {"set_cuda_kernels", set_cuda_kernels, METH_O,
      "Test hook: 'auto' (the fast CUDA kernels where they apply) or 'reference' (the simple ones)."},
     {"cuda_kernels", cuda_kernels, METH_NOARGS, "The CUDA kernel choice."},
+    {"set_cpu_conv_kernels", set_cpu_conv_kernels, METH_O,
+     "Test hook: 'auto' (Winograd where it applies) or 'gemm' (the GEMM there)."},
+    {"cpu_conv_kernels", cpu_conv_kernels, METH_NOARGS, "The CPU convolution kernel choice."},
     {"set_cuda_conv_tile", set_cuda_conv_tile, METH_O,
      "Test hook: the fast kernels' tile, 'auto', '128x128', '128x64' or '64x64'."},
     {"cuda_conv_tile", cuda_conv_tile, METH_NOARGS, "The fast kernels' tile setting."},

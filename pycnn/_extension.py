@@ -103,6 +103,24 @@ def set_cuda_kernels(name: str) -> None:
     _C.set_cuda_kernels(name)
 
 
+def set_cpu_conv_kernels(name: str) -> None:
+    """Test and benchmark hook: 'auto' (Winograd F(2x2, 3x3) for the 3x3
+    stride-1 convolutions it suits, on the CPU) or 'gemm' (the GEMM kernels
+    there instead)."""
+    _C.set_cpu_conv_kernels(name)
+
+
+@contextlib.contextmanager
+def cpu_conv_kernels(kernels: str = "auto"):
+    """Forces a CPU convolution kernel choice for the duration of a with block."""
+    saved = _C.cpu_conv_kernels()
+    set_cpu_conv_kernels(kernels)
+    try:
+        yield
+    finally:
+        set_cpu_conv_kernels(saved)
+
+
 def set_cuda_conv_tile(name: str) -> None:
     """Test and benchmark hook: the fast kernels' tile ('auto', '128x128',
     '128x64', '64x64')."""

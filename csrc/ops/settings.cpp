@@ -9,6 +9,7 @@ namespace {
 std::atomic<int> tf32{kTf32FollowTorch};
 std::atomic<int> kernels{kCudaKernelsAuto};
 std::atomic<int> conv_tile{0};
+std::atomic<int> cpu_kernels{kCpuConvKernelsAuto};
 }  // namespace
 
 void set_tf32_mode(int mode) { tf32.store(mode); }
@@ -27,5 +28,8 @@ int cuda_kernels() { return kernels.load(); }
 
 void set_cuda_conv_tile(int tile) { conv_tile.store(tile); }
 int cuda_conv_tile() { return conv_tile.load(); }
+
+void set_cpu_conv_kernels(int k) { cpu_kernels.store(k); }
+int cpu_conv_kernels() { return cpu_kernels.load(); }
 
 }  // namespace pycnn

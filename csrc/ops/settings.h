@@ -27,6 +27,15 @@ enum CudaKernels : int { kCudaKernelsAuto = 0, kCudaKernelsReference = 1, kCudaK
 void set_cuda_kernels(int kernels);
 int cuda_kernels();
 
+// Which CPU convolution kernels run, for tests and benchmarks:
+//   kCpuConvKernelsAuto: Winograd F(2x2, 3x3) where it applies
+//     (cpu/conv2d_winograd.h), else the GEMM, narrow and direct kernels;
+//   kCpuConvKernelsGemm: the same, but the GEMM where Winograd would run,
+//     to measure one against the other.
+enum CpuConvKernels : int { kCpuConvKernelsAuto = 0, kCpuConvKernelsGemm = 1 };
+void set_cpu_conv_kernels(int kernels);
+int cpu_conv_kernels();
+
 // Tile shape of the fast kernels: 0 automatic, else a ConvTileChoice
 // (1: 128 x 128, 2: 128 x 64, 3: 64 x 64).
 void set_cuda_conv_tile(int tile);

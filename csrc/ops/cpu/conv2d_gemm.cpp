@@ -280,26 +280,41 @@ void pack_panel(const GatherConv<T>& p, const WeightLayout<T>& w, const int64_t*
                 int64_t g, int64_t tile, int64_t nr, int64_t kd0, int64_t kd1, T* dst) {
   const int64_t cols = std::min(nr, p.dst_channels - tile * nr);
   const T* const first = w.data + g * w.group_stride + tile * nr * w.col_stride;
+  const KernelSet<T>& set = kernel_set<T>();
+  const int64_t lanes = set.vector_width;
   // A transpose through an L1-sized block: each column's kKdBlock reduction
-  // steps are read together (neighbours in a weight row), then written out
-  // as whole panel rows.  Reading one element of each of the NR weight rows
-  // per step, as the panel's order would, strides C*R*S elements and misses
-  // L1 on most reads.
-  constexpr int64_t kKdBlock = 16, kMaxNr = 64;
+  // steps are read together (neighbours in a weight row, one copy where
+  // they are consecutive), then written out as whole panel rows, a SIMD
+  // tile at a time.  Reading one element of each of the NR weight rows per
+  // step, as the panel's order would, strides C*R*S elements and misses L1
+  // on most reads.
+  constexpr int64_t kKdBlock = 64, kMaxNr = 64;
   TORCH_INTERNAL_ASSERT(nr <= kMaxNr, "pack_panel: NR ", nr, " exceeds ", kMaxNr);
-  T block[kMaxNr][kKdBlock];
+  alignas(64) T block[kMaxNr][kKdBlock];
   const T* column[kMaxNr];
   for (int64_t j = 0; j < cols; ++j) column[j] = first + j * w.col_stride;
+  for (int64_t j = cols; j < nr; ++j) std::fill_n(block[j], kKdBlock, T(0));
   for (int64_t b0 = kd0; b0 < kd1; b0 += kKdBlock) {
     const int64_t steps = std::min(kKdBlock, kd1 - b0);
     const int64_t* off = kd_off + b0;
-    for (int64_t j = 0; j < cols; ++j)
-      for (int64_t k = 0; k < steps; ++k) block[j][k] = column[j][off[k]];
-    for (int64_t k = 0; k < steps; ++k) {
-      T* row = dst + (b0 - kd0 + k) * nr;
-      for (int64_t j = 0; j < cols; ++j) row[j] = block[j][k];
-      for (int64_t j = cols; j < nr; ++j) row[j] = T(0);
+    bool consecutive = true;
+    for (int64_t k = 1; k < steps; ++k) consecutive = consecutive && off[k] == off[0] + k;
+    if (consecutive) {
+      for (int64_t j = 0; j < cols; ++j)
+        std::memcpy(block[j], column[j] + off[0], sizeof(T) * steps);
+    } else {
+      for (int64_t j = 0; j < cols; ++j)
+        for (int64_t k = 0; k < steps; ++k) block[j][k] = column[j][off[k]];
     }
+    T* rows = dst + (b0 - kd0) * nr;
+    int64_t k0 = 0;
+    if (set.transpose != nullptr && nr % lanes == 0) {
+      for (; k0 + lanes <= steps; k0 += lanes)
+        for (int64_t j0 = 0; j0 < nr; j0 += lanes)
+          set.transpose(&block[j0][k0], kKdBlock, rows + k0 * nr + j0, nr);
+    }
+    for (int64_t k = k0; k < steps; ++k)
+      for (int64_t j = 0; j < nr; ++j) rows[k * nr + j] = block[j][k];
   }
 }
 

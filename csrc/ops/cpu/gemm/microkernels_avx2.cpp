@@ -22,6 +22,7 @@ KernelSet<T> make_avx2_set() {
   set.shapes[1] = shape<T, 32, 6, 2>();
   set.shapes[2] = shape<T, 32, 12, 1>();
   fill_lane_kernels<T, 32, 16>(set);
+  set.transpose = transpose_for<T, 32>();
   return set;
 }
 }  // namespace

@@ -24,6 +24,7 @@ KernelSet<T> make_avx512_set() {
   set.shapes[2] = shape<T, 64, 14, 2>();
   set.shapes[3] = shape<T, 64, 24, 1>();
   fill_lane_kernels<T, 64, 32>(set);
+  set.transpose = transpose_for<T, 64>();
   return set;
 }
 }  // namespace

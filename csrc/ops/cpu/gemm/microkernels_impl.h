@@ -21,6 +21,10 @@ struct VecOf {
   static constexpr int lanes = Bytes / static_cast<int>(sizeof(T));
 };
 
+// The signed integer type of T's width: the lanes of a shuffle's index.
+template <typename T>
+using IndexOf = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+
 template <typename V, typename T>
 inline V load(const T* p) {
   V v;
@@ -133,6 +137,47 @@ LaneKernel<T> lane_shape() {
   k.run = &lane_kernel<T, Bytes, MR, NV>;
   return k;
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+// The transpose in log2(L) rounds: round B swaps the off-diagonal B x B
+// blocks of every 2B x 2B block, one two-source shuffle per row.
+template <typename V, typename T, int L, int B, int... Lane>
+inline void transpose_round(V* r, std::integer_sequence<int, Lane...>) {
+  using Index = typename VecOf<IndexOf<T>, L * static_cast<int>(sizeof(T))>::type;
+  constexpr Index kLow{((Lane & B) ? L + Lane - B : Lane)...};
+  constexpr Index kHigh{((Lane & B) ? L + Lane : Lane + B)...};
+#pragma GCC unroll 16
+  for (int i = 0; i < L; ++i) {
+    if (i & B) continue;
+    const V a = r[i], b = r[i + B];
+    r[i] = __builtin_shuffle(a, b, kLow);
+    r[i + B] = __builtin_shuffle(a, b, kHigh);
+  }
+}
+
+template <typename T, int Bytes>
+void transpose_tile(const T* __restrict src, int64_t src_stride, T* __restrict dst,
+                    int64_t dst_stride) {
+  using V = typename VecOf<T, Bytes>::type;
+  constexpr int L = VecOf<T, Bytes>::lanes;
+  constexpr auto lanes = std::make_integer_sequence<int, L>{};
+  V r[L];
+#pragma GCC unroll 16
+  for (int i = 0; i < L; ++i) r[i] = load<V>(src + i * src_stride);
+  if constexpr (L >= 16) transpose_round<V, T, L, 8>(r, lanes);
+  if constexpr (L >= 8) transpose_round<V, T, L, 4>(r, lanes);
+  if constexpr (L >= 4) transpose_round<V, T, L, 2>(r, lanes);
+  if constexpr (L >= 2) transpose_round<V, T, L, 1>(r, lanes);
+#pragma GCC unroll 16
+  for (int i = 0; i < L; ++i) store(dst + i * dst_stride, r[i]);
+}
+
+template <typename T, int Bytes>
+constexpr TransposeFn<T> transpose_for() { return &transpose_tile<T, Bytes>; }
+#else
+template <typename T, int Bytes>
+constexpr TransposeFn<T> transpose_for() { return nullptr; }
+#endif
 
 // lane[1..8] of a set: NV per MR so that the MR x NV accumulators, the NV
 // source vectors and a broadcast fit the register file (`registers`).

@@ -1,0 +1,389 @@
+#include "conv2d_winograd.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "../activation.h"
+#include "../common.h"
+#include "../settings.h"
+#include "gemm/kernel_set.h"
+
+namespace pycnn {
+namespace cpu {
+
+namespace {
+
+constexpr int kTaps = 16;  // the 4x4 transformed positions
+
+// Bytes of one chunk's V and M together: the GEMM phase streams them from
+// L3 while each weight panel stays in L2.
+constexpr int64_t kChunkBytes = 8 * 1024 * 1024;
+
+// Fewer channels than this on either side leave the GEMMs too short for the
+// transforms to pay.
+constexpr int64_t kMinChannels = 32;
+
+// One transformed weight panel (channels x NR) must stay in L2 while every
+// tile of a chunk passes over it.
+constexpr int64_t kMaxPanelBytes = 512 * 1024;
+
+// A 3x3 stride-1 convolution in the form both passes reduce to:
+//   dst[n][j][y][x] = bias[j] + sum_{ch, r, s} src[n][ch][y + r - pad_h][x + s - pad_w] * w(j, ch, r, s)
+// with w(j, ch, r, s) = weight[j * col_stride + ch * channel_stride + rr * wh + ss * ww],
+// (rr, ss) = (r, s), or (2 - r, 2 - s) when `flip`.
+template <typename T>
+struct WinogradConv {
+  int64_t batch, src_channels, src_h, src_w, dst_channels, dst_h, dst_w, pad_h, pad_w;
+  const T* src;
+  int64_t sn, sc, sh, sw;
+  T* dst;
+  int64_t dn, dc, dh, dw;
+  const T* weight;
+  int64_t col_stride, channel_stride, wh, ww;
+  bool flip;
+  const T* bias;
+  int64_t bias_stride;
+  bool relu;
+};
+
+// U = G g G^T for every (column, channel): [tap][column tile][channel][NR],
+// zero past the last column.  Each (column tile, channel) first gathers
+// its NR columns' 3x3 filters as [tap][NR], so that the transform itself
+// runs along NR and stores whole panel rows (per weight, with scattered
+// stores, it took 6 ms for a 512x512 layer).
+template <typename T>
+void transform_weights(const WinogradConv<T>& p, int64_t nr, int64_t col_tiles, T* u) {
+  constexpr int64_t kMaxNr = 64;
+  TORCH_INTERNAL_ASSERT(nr <= kMaxNr, "transform_weights: NR ", nr, " exceeds ", kMaxNr);
+  const int64_t channels = p.src_channels;
+  const int64_t tap_stride = col_tiles * channels * nr;
+  int64_t tap_off[9];
+  for (int r = 0; r < 3; ++r)
+    for (int s = 0; s < 3; ++s)
+      tap_off[r * 3 + s] = p.flip ? (2 - r) * p.wh + (2 - s) * p.ww : r * p.wh + s * p.ww;
+  at::parallel_for(0, col_tiles, 1, [&](int64_t begin, int64_t end) {
+    T g[9][kMaxNr], a[4][3][kMaxNr];
+    for (int64_t ct = begin; ct < end; ++ct) {
+      const int64_t cols = std::min(nr, p.dst_channels - ct * nr);
+      for (int64_t ch = 0; ch < channels; ++ch) {
+        const T* w = p.weight + ct * nr * p.col_stride + ch * p.channel_stride;
+        for (int64_t j = 0; j < cols; ++j)
+          for (int k = 0; k < 9; ++k) g[k][j] = w[j * p.col_stride + tap_off[k]];
+        for (int k = 0; k < 9; ++k)
+          for (int64_t j = cols; j < nr; ++j) g[k][j] = T(0);
+        // G g: rows g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2; then g G^T alike.
+        for (int s = 0; s < 3; ++s) {
+          for (int64_t j = 0; j < nr; ++j) {
+            const T g0 = g[s][j], g1 = g[3 + s][j], g2 = g[6 + s][j];
+            a[0][s][j] = g0;
+            a[1][s][j] = T(0.5) * (g0 + g1 + g2);
+            a[2][s][j] = T(0.5) * (g0 - g1 + g2);
+            a[3][s][j] = g2;
+          }
+        }
+        T* out = u + (ct * channels + ch) * nr;
+        for (int i = 0; i < 4; ++i) {
+          T* r0 = out + (i * 4) * tap_stride;
+          T* r1 = r0 + tap_stride;
+          T* r2 = r1 + tap_stride;
+          T* r3 = r2 + tap_stride;
+          for (int64_t j = 0; j < nr; ++j) {
+            const T a0 = a[i][0][j], a1 = a[i][1][j], a2 = a[i][2][j];
+            r0[j] = a0;
+            r1[j] = T(0.5) * (a0 + a1 + a2);
+            r2[j] = T(0.5) * (a0 - a1 + a2);
+            r3[j] = a2;
+          }
+        }
+      }
+    }
+  });
+}
+
+// V = B^T d B for tiles [t0, t1) of the chunk starting at tile `first`:
+// V[tap][ch][t], taps channels x `rows` apart.  One row of tiles of one
+// channel at a time: its four input rows, zero-padded, are combined
+// (B^T d) along the whole row, then each tile's columns (d B); both loops
+// run along the row and store each tap's tiles as one run.  Tile by tile,
+// with a tile's 16 loads and 16 scattered stores, it took 2-3 ms of a
+// 7 ms convolution.
+template <typename T>
+void transform_input(const WinogradConv<T>& p, int64_t tiles_w, int64_t tiles_per_image,
+                     int64_t first, int64_t t0, int64_t t1, int64_t rows, T* v) {
+  const int64_t channels = p.src_channels;
+  const int64_t tap_stride = channels * rows;
+  const int64_t width = 2 * tiles_w + 2;  // the padded row a tile row reads
+  std::vector<T> buffer(static_cast<size_t>(8 * width));
+  T* const d = buffer.data();        // [4][width]: the input rows
+  T* const b = d + 4 * width;        // [4][width]: B^T d
+  const int64_t col_lo = std::max<int64_t>(0, p.pad_w);                   // first column inside
+  const int64_t col_hi = std::min<int64_t>(width, p.src_w + p.pad_w);      // past the last
+  for (int64_t t = t0; t < t1;) {
+    const int64_t tile = first + t;
+    const int64_t n = tile / tiles_per_image, local = tile % tiles_per_image;
+    const int64_t ty = local / tiles_w, tx0 = local % tiles_w;
+    const int64_t count = std::min(tiles_w - tx0, t1 - t);  // tiles of this row in range
+    const int64_t y0 = ty * 2 - p.pad_h;
+    const int64_t x_base = tx0 * 2;  // the padded column of the first tile
+    const int64_t span = 2 * count + 2;
+    for (int64_t ch = 0; ch < channels; ++ch) {
+      const T* plane = p.src + n * p.sn + ch * p.sc;
+      for (int i = 0; i < 4; ++i) {
+        T* row = d + i * width;
+        const int64_t y = y0 + i;
+        if (y < 0 || y >= p.src_h || col_lo >= col_hi) {
+          std::fill_n(row + x_base, span, T(0));
+          continue;
+        }
+        const T* src = plane + y * p.sh - p.pad_w * p.sw;
+        const int64_t end = x_base + span;
+        const int64_t lo = std::clamp(col_lo, x_base, end), hi = std::clamp(col_hi, lo, end);
+        std::fill(row + x_base, row + lo, T(0));
+        if (p.sw == 1) {
+          std::memcpy(row + lo, src + lo, sizeof(T) * (hi - lo));
+        } else {
+          for (int64_t x = lo; x < hi; ++x) row[x] = src[x * p.sw];
+        }
+        std::fill(row + hi, row + end, T(0));
+      }
+      T* const b0 = b, *const b1 = b + width, *const b2 = b + 2 * width, *const b3 = b + 3 * width;
+      const T* const d0 = d, *const d1 = d + width, *const d2 = d + 2 * width, *const d3 = d + 3 * width;
+      for (int64_t x = x_base; x < x_base + span; ++x) {
+        b0[x] = d0[x] - d2[x];
+        b1[x] = d1[x] + d2[x];
+        b2[x] = d2[x] - d1[x];
+        b3[x] = d1[x] - d3[x];
+      }
+      for (int i = 0; i < 4; ++i) {
+        const T* bi = b + i * width + x_base;
+        T* o0 = v + (i * 4) * tap_stride + ch * rows + t;
+        T* o1 = o0 + tap_stride;
+        T* o2 = o1 + tap_stride;
+        T* o3 = o2 + tap_stride;
+        for (int64_t k = 0; k < count; ++k) {
+          const T c0 = bi[2 * k], c1 = bi[2 * k + 1], c2 = bi[2 * k + 2], c3 = bi[2 * k + 3];
+          o0[k] = c0 - c2;
+          o1[k] = c1 + c2;
+          o2[k] = c2 - c1;
+          o3[k] = c1 - c3;
+        }
+      }
+    }
+    t += count;
+  }
+}
+
+// Y = A^T m A (+ bias, ReLU) for tiles [t0, t1) of the chunk: A^T has rows
+// (1, 1, 1, 0) and (0, 1, -1, -1).  M[tap][t][column], taps `rows` x
+// `ldm` apart.
+template <typename T>
+void transform_output(const WinogradConv<T>& p, int64_t tiles_w, int64_t tiles_per_image,
+                      int64_t first, int64_t t0, int64_t t1, int64_t rows, int64_t ldm,
+                      const T* m) {
+  const int64_t tap_stride = rows * ldm;
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t tile = first + t;
+    const int64_t n = tile / tiles_per_image, local = tile % tiles_per_image;
+    const int64_t y = (local / tiles_w) * 2, x = (local % tiles_w) * 2;
+    const bool full_h = y + 1 < p.dst_h, full_w = x + 1 < p.dst_w;
+    T* image = p.dst + n * p.dn + y * p.dh + x * p.dw;
+    const T* in = m + t * ldm;
+    for (int64_t j = 0; j < p.dst_channels; ++j) {
+      T c[4][4];
+      for (int i = 0; i < 4; ++i)
+        for (int k = 0; k < 4; ++k) c[i][k] = in[(i * 4 + k) * tap_stride + j];
+      T a[2][4];
+      for (int k = 0; k < 4; ++k) {
+        a[0][k] = c[0][k] + c[1][k] + c[2][k];
+        a[1][k] = c[1][k] - c[2][k] - c[3][k];
+      }
+      const T bias = p.bias ? p.bias[j * p.bias_stride] : T(0);
+      T out[2][2];
+      for (int i = 0; i < 2; ++i) {
+        out[i][0] = bias + (a[i][0] + a[i][1] + a[i][2]);
+        out[i][1] = bias + (a[i][1] - a[i][2] - a[i][3]);
+      }
+      T* px = image + j * p.dc;
+      for (int i = 0; i < 2; ++i) {
+        if (i == 1 && !full_h) break;
+        for (int k = 0; k < 2; ++k) {
+          if (k == 1 && !full_w) break;
+          px[i * p.dh + k * p.dw] = p.relu ? relu_value(out[i][k]) : out[i][k];
+        }
+      }
+    }
+  }
+}
+
+// Grows on demand and never shrinks, per thread and purpose: a fresh buffer
+// of this size costs a page fault per 4 KiB on every call.
+enum class WinogradScratch { weights, chunk };
+
+template <WinogradScratch Purpose, typename T>
+T* scratch(int64_t count) {
+  static thread_local std::vector<T> storage;
+  if (static_cast<int64_t>(storage.size()) < count) storage.resize(static_cast<size_t>(count));
+  return storage.data();
+}
+
+template <typename T>
+void run_winograd(const WinogradConv<T>& p) {
+  if (p.batch == 0 || p.dst_h == 0 || p.dst_w == 0 || p.dst_channels == 0) return;
+  const IndirectKernel<T>& kernel = kernel_for_columns(kernel_set<T>(), p.dst_channels);
+  const int64_t mr = kernel.mr, nr = kernel.nr;
+  const int64_t channels = p.src_channels;
+  const int64_t col_tiles = (p.dst_channels + nr - 1) / nr, ldm = col_tiles * nr;
+  const int64_t tiles_h = (p.dst_h + 1) / 2, tiles_w = (p.dst_w + 1) / 2;
+  const int64_t tiles_per_image = tiles_h * tiles_w, tiles = p.batch * tiles_per_image;
+
+  T* const u = scratch<WinogradScratch::weights, T>(kTaps * col_tiles * channels * nr);
+  transform_weights(p, nr, col_tiles, u);
+
+  const int64_t tile_bytes = kTaps * (channels + ldm) * static_cast<int64_t>(sizeof(T));
+  const int64_t chunk = std::min(tiles, std::max<int64_t>(mr, kChunkBytes / tile_bytes / mr * mr));
+  const int64_t chunk_rows = (chunk + mr - 1) / mr * mr;
+  T* const v = scratch<WinogradScratch::chunk, T>(kTaps * chunk_rows * (channels + ldm));
+  T* const m = v + kTaps * chunk_rows * channels;
+  std::vector<int64_t> step_off(static_cast<size_t>(channels)), row_off(static_cast<size_t>(chunk_rows));
+  const int64_t threads = at::get_num_threads();
+
+  for (int64_t first = 0; first < tiles; first += chunk) {
+    const int64_t count = std::min(chunk, tiles - first);
+    const int64_t rows = (count + mr - 1) / mr * mr;
+    // Rows past the last tile repeat the first: computed, never stored.
+    for (int64_t q = 0; q < rows; ++q) row_off[q] = q < count ? q : 0;
+    for (int64_t ch = 0; ch < channels; ++ch) step_off[ch] = ch * rows;
+    const int64_t grain = std::max<int64_t>(1, count / (4 * threads));
+    at::parallel_for(0, count, grain, [&](int64_t t0, int64_t t1) {
+      transform_input(p, tiles_w, tiles_per_image, first, t0, t1, rows, v);
+    });
+    at::parallel_for(0, kTaps * col_tiles, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t unit = begin; unit < end; ++unit) {
+        const int64_t tap = unit / col_tiles, ct = unit % col_tiles;
+        const T* a = v + tap * rows * channels;
+        const T* b = u + (tap * col_tiles + ct) * channels * nr;
+        T* c = m + tap * rows * ldm + ct * nr;
+        for (int64_t r0 = 0; r0 < rows; r0 += mr) {
+          kernel.run(channels, a, row_off.data() + r0, step_off.data(), b, nr, c + r0 * ldm, ldm,
+                     nullptr, false);
+        }
+      }
+    });
+    at::parallel_for(0, count, grain, [&](int64_t t0, int64_t t1) {
+      transform_output(p, tiles_w, tiles_per_image, first, t0, t1, rows, ldm, m);
+    });
+  }
+}
+
+bool winograd_enabled() { return cpu_conv_kernels() == kCpuConvKernelsAuto; }
+
+// Output pixels (all images) below which the weight transform and the
+// reading of U (16/9 of the weights) cost more than the products save.
+// Measured against the GEMM, forward, 2 threads: 512 -> 512 channels at
+// 7x7 won 10-15 % with 8 images (392 pixels), tied with 4 and lost 40 %
+// with 1; 256 -> 256 at 14x14 won 35 % with 1 image (196 pixels), as did
+// 64- and 128-channel layers of one image.
+constexpr int64_t kMinPixels = 128;
+constexpr int64_t kMinPixelsLargeFilter = 320;
+constexpr int64_t kLargeFilter = 256 * 256;  // C * K
+
+bool suits(const Conv2dShape& s, int64_t src_channels, int64_t dst_channels, int64_t pixels) {
+  constexpr int64_t kMaxNr = 64, kMaxElement = 8;
+  const int64_t min_pixels =
+      src_channels * dst_channels > kLargeFilter ? kMinPixelsLargeFilter : kMinPixels;
+  return winograd_enabled() && s.groups == 1 && s.kernel_h == 3 && s.kernel_w == 3 &&
+         s.stride_h == 1 && s.stride_w == 1 && s.dilation_h == 1 && s.dilation_w == 1 &&
+         src_channels >= kMinChannels && dst_channels >= kMinChannels &&
+         src_channels * kMaxNr * kMaxElement <= kMaxPanelBytes && pixels >= min_pixels;
+}
+
+}  // namespace
+
+bool conv2d_winograd_suits(const Conv2dShape& s) {
+  return suits(s, s.in_channels, s.out_channels, s.batch * s.out_h * s.out_w);
+}
+
+bool conv2d_input_backward_winograd_suits(const Conv2dShape& s) {
+  // grad_input pads grad_output by 2 - pad: a padding above 2 would crop it.
+  return suits(s, s.out_channels, s.in_channels, s.batch * s.in_h * s.in_w) && s.pad_h <= 2 &&
+         s.pad_w <= 2;
+}
+
+template <typename T>
+void conv2d_forward_winograd(const at::Tensor& input, const at::Tensor& weight,
+                             const at::Tensor& bias, const at::Tensor& output,
+                             const Conv2dShape& s, bool relu) {
+  WinogradConv<T> p;
+  p.batch = s.batch;
+  p.src_channels = s.in_channels;
+  p.src_h = s.in_h;
+  p.src_w = s.in_w;
+  p.dst_channels = s.out_channels;
+  p.dst_h = s.out_h;
+  p.dst_w = s.out_w;
+  p.pad_h = s.pad_h;
+  p.pad_w = s.pad_w;
+  p.src = input.const_data_ptr<T>();
+  p.sn = input.stride(0), p.sc = input.stride(1), p.sh = input.stride(2), p.sw = input.stride(3);
+  p.dst = output.data_ptr<T>();
+  p.dn = output.stride(0), p.dc = output.stride(1), p.dh = output.stride(2), p.dw = output.stride(3);
+  p.weight = weight.const_data_ptr<T>();
+  p.col_stride = weight.stride(0);
+  p.channel_stride = weight.stride(1);
+  p.wh = weight.stride(2);
+  p.ww = weight.stride(3);
+  p.flip = false;
+  p.bias = bias.defined() ? bias.const_data_ptr<T>() : nullptr;
+  p.bias_stride = bias.defined() ? bias.stride(0) : 0;
+  p.relu = relu;
+  run_winograd(p);
+}
+
+template <typename T>
+void conv2d_input_backward_winograd(const at::Tensor& grad_output, const at::Tensor& weight,
+                                    const at::Tensor& grad_input, const Conv2dShape& s) {
+  WinogradConv<T> p;
+  p.batch = s.batch;
+  p.src_channels = s.out_channels;
+  p.src_h = s.out_h;
+  p.src_w = s.out_w;
+  p.dst_channels = s.in_channels;
+  p.dst_h = s.in_h;
+  p.dst_w = s.in_w;
+  p.pad_h = 2 - s.pad_h;
+  p.pad_w = 2 - s.pad_w;
+  p.src = grad_output.const_data_ptr<T>();
+  p.sn = grad_output.stride(0), p.sc = grad_output.stride(1);
+  p.sh = grad_output.stride(2), p.sw = grad_output.stride(3);
+  p.dst = grad_input.data_ptr<T>();
+  p.dn = grad_input.stride(0), p.dc = grad_input.stride(1);
+  p.dh = grad_input.stride(2), p.dw = grad_input.stride(3);
+  p.weight = weight.const_data_ptr<T>();
+  // Column c (an input channel), source channel k: weight[k][c], flipped.
+  p.col_stride = weight.stride(1);
+  p.channel_stride = weight.stride(0);
+  p.wh = weight.stride(2);
+  p.ww = weight.stride(3);
+  p.flip = true;
+  p.bias = nullptr;
+  p.bias_stride = 0;
+  p.relu = false;
+  run_winograd(p);
+}
+
+#define PYCNN_INSTANTIATE(T)                                                                  \
+  template void conv2d_forward_winograd<T>(const at::Tensor&, const at::Tensor&,             \
+                                           const at::Tensor&, const at::Tensor&,             \
+                                           const Conv2dShape&, bool);                        \
+  template void conv2d_input_backward_winograd<T>(const at::Tensor&, const at::Tensor&,      \
+                                                  const at::Tensor&, const Conv2dShape&);
+PYCNN_INSTANTIATE(float)
+PYCNN_INSTANTIATE(double)
+#undef PYCNN_INSTANTIATE
+
+}  // namespace cpu
+}  // namespace pycnn

@@ -1,0 +1,40 @@
+// Winograd F(2x2, 3x3) on the CPU, for 3x3 stride-1 convolutions with many
+// channels: the forward pass and grad_input (a 3x3 stride-1 convolution of
+// grad_output with the flipped, transposed filter).
+//
+// Each 2x2 output tile comes from a 4x4 input patch: 16 products per
+// (channel pair, tile) instead of 36, so the micro-kernel's work drops by
+// 2.25x.  The transforms' coefficients (0, +-1, +-1/2) are exact in binary,
+// so the rounding stays that of a short sum per element, far inside the
+// tolerances against torch.  The sums run in a fixed order: results are
+// bitwise repeatable.
+//
+// Per chunk of tiles, three parallel phases: the input transform into
+// V[16][tile][channel], 16 GEMMs on the micro-kernel (V times the
+// transformed weights U[16][column tile][channel][NR]) into
+// M[16][tile][column], and the output transform with bias and ReLU.  The
+// chunk's V and M are bounded (kChunkBytes), whatever the batch.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include "../conv2d.h"
+
+namespace pycnn {
+namespace cpu {
+
+// Whether Winograd runs this forward (or this grad_input) on the CPU.
+bool conv2d_winograd_suits(const Conv2dShape& s);
+bool conv2d_input_backward_winograd_suits(const Conv2dShape& s);
+
+template <typename T>
+void conv2d_forward_winograd(const at::Tensor& input, const at::Tensor& weight,
+                             const at::Tensor& bias, const at::Tensor& output,
+                             const Conv2dShape& s, bool relu);
+
+template <typename T>
+void conv2d_input_backward_winograd(const at::Tensor& grad_output, const at::Tensor& weight,
+                                    const at::Tensor& grad_input, const Conv2dShape& s);
+
+}  // namespace cpu
+}  // namespace pycnn

@@ -1,0 +1,115 @@
+"""The CPU's Winograd F(2x2, 3x3) path (csrc/ops/cpu/conv2d_winograd.cpp).
+
+It runs the forward pass and grad_input of 3x3 stride-1 convolutions with at
+least 32 channels on each side and enough output pixels.  Each case below is
+chosen to take it: odd heights and widths leave partial 2x2 tiles, paddings
+0-2 move the patches across the border (grad_input pads by 2 - padding),
+channel counts leave partial column tiles, and one shape spans several
+chunks of tiles.  Every output and gradient is compared with torch's
+float64 convolution, under each instruction set this CPU supports, with
+outputs poisoned (conftest.py) so that an unwritten element shows.
+"""
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import pycnn
+from pycnn import functional as F
+from pycnn._extension import cpu_conv_kernels
+
+TOLERANCES = [(torch.float64, 1e-12), (torch.float32, 2e-5)]
+
+# (batch, in channels, height, width, out channels, padding, bias, channels_last)
+CASES = [
+    (1, 32, 16, 16, 32, 1, True, False),
+    (2, 33, 9, 13, 40, 0, False, False),
+    (3, 48, 11, 7, 65, 2, True, True),
+    (1, 64, 17, 12, 33, 1, True, True),
+    (2, 40, 10, 15, 96, (0, 2), True, False),
+]
+
+# Several chunks of tiles (2 x 48 x 49 tiles of 32 channels), the last partial.
+MULTI_CHUNK = (2, 32, 95, 97, 32, 1, True, False)
+
+
+def relative_error(ours, reference):
+    return ((ours.double() - reference).abs().max() / reference.abs().max()).item()
+
+
+def run_case(case, dtype, kernels="auto", relu=False):
+    n, c, h, w, k, padding, bias, channels_last = case
+    x = torch.randn(n, c, h, w, dtype=torch.float64)
+    weight = torch.randn(k, c, 3, 3, dtype=torch.float64)
+    b = torch.randn(k, dtype=torch.float64) if bias else None
+    leaves = [t.clone().requires_grad_() for t in (x, weight, b) if t is not None]
+    reference = TF.conv2d(leaves[0], leaves[1], leaves[2] if bias else None, padding=padding)
+    if relu:
+        reference = reference.relu()
+    grad = torch.randn_like(reference)
+    ref_grads = torch.autograd.grad(reference, leaves, grad)
+
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    ours_leaves = [t.to(dtype).clone() for t in (x, weight, b) if t is not None]
+    ours_leaves[0] = ours_leaves[0].contiguous(memory_format=fmt)
+    ours_leaves = [t.requires_grad_() for t in ours_leaves]
+    conv = F.conv2d_relu if relu else F.conv2d
+    with cpu_conv_kernels(kernels):
+        ours = conv(ours_leaves[0], ours_leaves[1], ours_leaves[2] if bias else None,
+                    padding=padding)
+        ours_grads = torch.autograd.grad(ours, ours_leaves, grad.to(dtype).contiguous(memory_format=fmt))
+    return (ours,) + ours_grads, (reference,) + ref_grads
+
+
+@pytest.mark.parametrize("dtype,tolerance", TOLERANCES)
+@pytest.mark.parametrize("case", CASES + [MULTI_CHUNK], ids=str)
+def test_winograd_matches_torch(cpu_isa, case, dtype, tolerance):
+    ours, reference = run_case(case, dtype)
+    for name, a, r in zip(["output", "grad_input", "grad_weight", "grad_bias"], ours, reference):
+        assert not torch.isnan(a).any(), f"{name} has unwritten (NaN) elements"
+        assert relative_error(a, r) < tolerance, f"{name} differs on {cpu_isa}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_winograd_is_the_path_taken(case):
+    """Winograd and the GEMM round differently: in float32 their outputs and
+    grad_inputs differ somewhere, while grad_weight (not Winograd's) is the
+    same kernel and matches bit for bit."""
+    torch.manual_seed(1)
+    winograd, _ = run_case(case, torch.float32, "auto")
+    torch.manual_seed(1)
+    gemm, _ = run_case(case, torch.float32, "gemm")
+    assert not torch.equal(winograd[0], gemm[0]), "the forward did not take the Winograd path"
+    assert not torch.equal(winograd[1], gemm[1]), "grad_input did not take the Winograd path"
+    assert torch.equal(winograd[2], gemm[2])
+
+
+@pytest.mark.parametrize("dtype,tolerance", TOLERANCES)
+def test_winograd_fused_relu(dtype, tolerance):
+    case = (2, 32, 13, 11, 48, 1, True, False)
+    ours, reference = run_case(case, dtype, relu=True)
+    assert (ours[0] >= 0).all()
+    if dtype == torch.float64:  # float32 may round a near-zero pre-activation across zero
+        for a, r in zip(ours, reference):
+            assert relative_error(a, r) < tolerance
+    torch.manual_seed(3)
+    plain, _ = run_case(case, dtype)
+    torch.manual_seed(3)
+    fused, _ = run_case(case, dtype, relu=True)
+    assert torch.equal(fused[0], plain[0].relu())
+
+
+def test_winograd_gradcheck():
+    x = torch.randn(1, 32, 12, 11, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(32, 32, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(32, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b, c: F.conv2d(a, b, c, padding=1),
+                                    (x, weight, bias), fast_mode=True)
+
+
+def test_setting_is_validated_and_restored():
+    assert pycnn._C.cpu_conv_kernels() == "auto"
+    with cpu_conv_kernels("gemm"):
+        assert pycnn._C.cpu_conv_kernels() == "gemm"
+    assert pycnn._C.cpu_conv_kernels() == "auto"
+    with pytest.raises(ValueError, match="kernels must be 'auto' or 'gemm', got 'fast'"):
+        pycnn._extension.set_cpu_conv_kernels("fast")
