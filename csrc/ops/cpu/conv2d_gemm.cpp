@@ -10,6 +10,7 @@
 #include "../../shape.h"
 #include "../activation.h"
 #include "gemm/kernel_set.h"
+#include "thread_scratch.h"
 
 namespace pycnn {
 namespace cpu {
@@ -236,19 +237,7 @@ int64_t images_per_unit(int64_t batch, int64_t groups, int64_t image_pixels,
   return best;
 }
 
-// Scratch that outlives the call, one per thread and Purpose: a fresh
-// weight-sized buffer (9 MB for a 512x512 3x3 layer) costs a page fault per
-// 4 KiB on every call, 3-4 ms at this machine's fault rate, more than
-// packing it.  Each thread keeps the largest size it has needed (bounded by
-// the largest layer's weights).
 enum class Scratch { packed_weights, weight_partial };
-
-template <Scratch Purpose, typename T>
-T* thread_scratch(int64_t count) {
-  static thread_local std::vector<T> storage;
-  if (static_cast<int64_t>(storage.size()) < count) storage.resize(static_cast<size_t>(count));
-  return storage.data();
-}
 
 // Where the weights of a GatherConv live: element (group g, destination
 // column j, source channel ch, tap t) is
@@ -273,13 +262,11 @@ std::vector<int64_t> weight_step_offsets(const GatherConv<T>& p, const WeightLay
   return kd_off;
 }
 
-// Rows [kd0, kd1) of the B panel of column tile `tile` in group g, as
-// dst[(kd - kd0) * nr + j], zero past the last column.
+}  // namespace
+
 template <typename T>
-void pack_panel(const GatherConv<T>& p, const WeightLayout<T>& w, const int64_t* kd_off,
-                int64_t g, int64_t tile, int64_t nr, int64_t kd0, int64_t kd1, T* dst) {
-  const int64_t cols = std::min(nr, p.dst_channels - tile * nr);
-  const T* const first = w.data + g * w.group_stride + tile * nr * w.col_stride;
+void pack_columns(const T* first, int64_t col_stride, int64_t cols, int64_t nr,
+                  const int64_t* kd_off, int64_t kd0, int64_t kd1, T* dst) {
   const KernelSet<T>& set = kernel_set<T>();
   const int64_t lanes = set.vector_width;
   // A transpose through an L1-sized block: each column's kKdBlock reduction
@@ -289,10 +276,10 @@ void pack_panel(const GatherConv<T>& p, const WeightLayout<T>& w, const int64_t*
   // step, as the panel's order would, strides C*R*S elements and misses L1
   // on most reads.
   constexpr int64_t kKdBlock = 64, kMaxNr = 64;
-  TORCH_INTERNAL_ASSERT(nr <= kMaxNr, "pack_panel: NR ", nr, " exceeds ", kMaxNr);
+  TORCH_INTERNAL_ASSERT(nr <= kMaxNr, "pack_columns: NR ", nr, " exceeds ", kMaxNr);
   alignas(64) T block[kMaxNr][kKdBlock];
   const T* column[kMaxNr];
-  for (int64_t j = 0; j < cols; ++j) column[j] = first + j * w.col_stride;
+  for (int64_t j = 0; j < cols; ++j) column[j] = first + j * col_stride;
   for (int64_t j = cols; j < nr; ++j) std::fill_n(block[j], kKdBlock, T(0));
   for (int64_t b0 = kd0; b0 < kd1; b0 += kKdBlock) {
     const int64_t steps = std::min(kKdBlock, kd1 - b0);
@@ -316,6 +303,17 @@ void pack_panel(const GatherConv<T>& p, const WeightLayout<T>& w, const int64_t*
     for (int64_t k = k0; k < steps; ++k)
       for (int64_t j = 0; j < nr; ++j) rows[k * nr + j] = block[j][k];
   }
+}
+
+namespace {
+
+// Rows [kd0, kd1) of the B panel of column tile `tile` in group g, as
+// dst[(kd - kd0) * nr + j], zero past the last column.
+template <typename T>
+void pack_panel(const GatherConv<T>& p, const WeightLayout<T>& w, const int64_t* kd_off,
+                int64_t g, int64_t tile, int64_t nr, int64_t kd0, int64_t kd1, T* dst) {
+  pack_columns(w.data + g * w.group_stride + tile * nr * w.col_stride, w.col_stride,
+               std::min(nr, p.dst_channels - tile * nr), nr, kd_off, kd0, kd1, dst);
 }
 
 // Weights as B panels for the micro-kernel: [group][column tile][kd][NR].
@@ -806,7 +804,9 @@ void conv2d_weight_backward_gemm(const at::Tensor& grad_output, const at::Tensor
   template void conv2d_input_backward_gemm<T>(const at::Tensor&, const at::Tensor&,             \
                                               const at::Tensor&, const Conv2dShape&);           \
   template void conv2d_weight_backward_gemm<T>(const at::Tensor&, const at::Tensor&,            \
-                                               const at::Tensor&, const Conv2dShape&);
+                                               const at::Tensor&, const Conv2dShape&);          \
+  template void pack_columns<T>(const T*, int64_t, int64_t, int64_t, const int64_t*, int64_t,   \
+                                int64_t, T*);
 PYCNN_INSTANTIATE(float)
 PYCNN_INSTANTIATE(double)
 #undef PYCNN_INSTANTIATE

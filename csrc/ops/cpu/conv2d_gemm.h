@@ -28,6 +28,13 @@ std::vector<std::pair<int64_t, int64_t>> phase_taps(int64_t phase, int64_t kerne
 // one-channel-per-group convolutions go to the direct kernels instead.
 bool conv2d_gemm_suits(const Conv2dShape& s);
 
+// Rows [kd0, kd1) of a B panel for the micro-kernels: dst[(kd - kd0) * nr + j]
+// = first[j * col_stride + kd_off[kd]] for the `cols` columns j < cols, zero
+// for cols <= j < nr (nr <= 64).
+template <typename T>
+void pack_columns(const T* first, int64_t col_stride, int64_t cols, int64_t nr,
+                  const int64_t* kd_off, int64_t kd0, int64_t kd1, T* dst);
+
 template <typename T>
 void conv2d_forward_gemm(const at::Tensor& input, const at::Tensor& weight,
                          const at::Tensor& bias, const at::Tensor& output, const Conv2dShape& s,

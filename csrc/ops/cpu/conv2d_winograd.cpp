@@ -10,7 +10,9 @@
 #include "../activation.h"
 #include "../common.h"
 #include "../settings.h"
+#include "conv2d_gemm.h"
 #include "gemm/kernel_set.h"
+#include "thread_scratch.h"
 
 namespace pycnn {
 namespace cpu {
@@ -51,52 +53,57 @@ struct WinogradConv {
 };
 
 // U = G g G^T for every (column, channel): [tap][column tile][channel][NR],
-// zero past the last column.  Each (column tile, channel) first gathers
-// its NR columns' 3x3 filters as [tap][NR], so that the transform itself
-// runs along NR and stores whole panel rows (per weight, with scattered
-// stores, it took 6 ms for a 512x512 layer).
+// zero past the last column.  A block of channels of a column tile is
+// first packed as [channel][3x3 tap][NR] (pack_columns: SIMD transposes),
+// so that the transform runs along NR and stores whole panel rows; weight
+// by weight, with 9 scattered loads and 16 scattered stores each, it took
+// 6 ms for a 512x512 layer.
 template <typename T>
 void transform_weights(const WinogradConv<T>& p, int64_t nr, int64_t col_tiles, T* u) {
-  constexpr int64_t kMaxNr = 64;
+  constexpr int64_t kMaxNr = 64, kChannelBlock = 16;
   TORCH_INTERNAL_ASSERT(nr <= kMaxNr, "transform_weights: NR ", nr, " exceeds ", kMaxNr);
   const int64_t channels = p.src_channels;
   const int64_t tap_stride = col_tiles * channels * nr;
-  int64_t tap_off[9];
-  for (int r = 0; r < 3; ++r)
-    for (int s = 0; s < 3; ++s)
-      tap_off[r * 3 + s] = p.flip ? (2 - r) * p.wh + (2 - s) * p.ww : r * p.wh + s * p.ww;
+  std::vector<int64_t> kd_off(static_cast<size_t>(channels * 9));
+  for (int64_t ch = 0; ch < channels; ++ch)
+    for (int r = 0; r < 3; ++r)
+      for (int s = 0; s < 3; ++s)
+        kd_off[ch * 9 + r * 3 + s] = ch * p.channel_stride +
+            (p.flip ? (2 - r) * p.wh + (2 - s) * p.ww : r * p.wh + s * p.ww);
   at::parallel_for(0, col_tiles, 1, [&](int64_t begin, int64_t end) {
-    T g[9][kMaxNr], a[4][3][kMaxNr];
+    std::vector<T> packed(static_cast<size_t>(kChannelBlock * 9 * nr));
+    T a[4][3][kMaxNr];
     for (int64_t ct = begin; ct < end; ++ct) {
       const int64_t cols = std::min(nr, p.dst_channels - ct * nr);
-      for (int64_t ch = 0; ch < channels; ++ch) {
-        const T* w = p.weight + ct * nr * p.col_stride + ch * p.channel_stride;
-        for (int64_t j = 0; j < cols; ++j)
-          for (int k = 0; k < 9; ++k) g[k][j] = w[j * p.col_stride + tap_off[k]];
-        for (int k = 0; k < 9; ++k)
-          for (int64_t j = cols; j < nr; ++j) g[k][j] = T(0);
-        // G g: rows g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2; then g G^T alike.
-        for (int s = 0; s < 3; ++s) {
-          for (int64_t j = 0; j < nr; ++j) {
-            const T g0 = g[s][j], g1 = g[3 + s][j], g2 = g[6 + s][j];
-            a[0][s][j] = g0;
-            a[1][s][j] = T(0.5) * (g0 + g1 + g2);
-            a[2][s][j] = T(0.5) * (g0 - g1 + g2);
-            a[3][s][j] = g2;
+      for (int64_t ch0 = 0; ch0 < channels; ch0 += kChannelBlock) {
+        const int64_t ch1 = std::min(channels, ch0 + kChannelBlock);
+        pack_columns(p.weight + ct * nr * p.col_stride, p.col_stride, cols, nr, kd_off.data(),
+                     ch0 * 9, ch1 * 9, packed.data());
+        for (int64_t ch = ch0; ch < ch1; ++ch) {
+          const T* g = packed.data() + (ch - ch0) * 9 * nr;  // [r * 3 + s][NR]
+          // G g: rows g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2; then g G^T alike.
+          for (int s = 0; s < 3; ++s) {
+            for (int64_t j = 0; j < nr; ++j) {
+              const T g0 = g[s * nr + j], g1 = g[(3 + s) * nr + j], g2 = g[(6 + s) * nr + j];
+              a[0][s][j] = g0;
+              a[1][s][j] = T(0.5) * (g0 + g1 + g2);
+              a[2][s][j] = T(0.5) * (g0 - g1 + g2);
+              a[3][s][j] = g2;
+            }
           }
-        }
-        T* out = u + (ct * channels + ch) * nr;
-        for (int i = 0; i < 4; ++i) {
-          T* r0 = out + (i * 4) * tap_stride;
-          T* r1 = r0 + tap_stride;
-          T* r2 = r1 + tap_stride;
-          T* r3 = r2 + tap_stride;
-          for (int64_t j = 0; j < nr; ++j) {
-            const T a0 = a[i][0][j], a1 = a[i][1][j], a2 = a[i][2][j];
-            r0[j] = a0;
-            r1[j] = T(0.5) * (a0 + a1 + a2);
-            r2[j] = T(0.5) * (a0 - a1 + a2);
-            r3[j] = a2;
+          T* out = u + (ct * channels + ch) * nr;
+          for (int i = 0; i < 4; ++i) {
+            T* r0 = out + (i * 4) * tap_stride;
+            T* r1 = r0 + tap_stride;
+            T* r2 = r1 + tap_stride;
+            T* r3 = r2 + tap_stride;
+            for (int64_t j = 0; j < nr; ++j) {
+              const T a0 = a[i][0][j], a1 = a[i][1][j], a2 = a[i][2][j];
+              r0[j] = a0;
+              r1[j] = T(0.5) * (a0 + a1 + a2);
+              r2[j] = T(0.5) * (a0 - a1 + a2);
+              r3[j] = a2;
+            }
           }
         }
       }
@@ -219,16 +226,7 @@ void transform_output(const WinogradConv<T>& p, int64_t tiles_w, int64_t tiles_p
   }
 }
 
-// Grows on demand and never shrinks, per thread and purpose: a fresh buffer
-// of this size costs a page fault per 4 KiB on every call.
-enum class WinogradScratch { weights, chunk };
-
-template <WinogradScratch Purpose, typename T>
-T* scratch(int64_t count) {
-  static thread_local std::vector<T> storage;
-  if (static_cast<int64_t>(storage.size()) < count) storage.resize(static_cast<size_t>(count));
-  return storage.data();
-}
+enum class Scratch { weights, chunk };
 
 template <typename T>
 void run_winograd(const WinogradConv<T>& p) {
@@ -240,13 +238,13 @@ void run_winograd(const WinogradConv<T>& p) {
   const int64_t tiles_h = (p.dst_h + 1) / 2, tiles_w = (p.dst_w + 1) / 2;
   const int64_t tiles_per_image = tiles_h * tiles_w, tiles = p.batch * tiles_per_image;
 
-  T* const u = scratch<WinogradScratch::weights, T>(kTaps * col_tiles * channels * nr);
+  T* const u = thread_scratch<Scratch::weights, T>(kTaps * col_tiles * channels * nr);
   transform_weights(p, nr, col_tiles, u);
 
   const int64_t tile_bytes = kTaps * (channels + ldm) * static_cast<int64_t>(sizeof(T));
   const int64_t chunk = std::min(tiles, std::max<int64_t>(mr, kChunkBytes / tile_bytes / mr * mr));
   const int64_t chunk_rows = (chunk + mr - 1) / mr * mr;
-  T* const v = scratch<WinogradScratch::chunk, T>(kTaps * chunk_rows * (channels + ldm));
+  T* const v = thread_scratch<Scratch::chunk, T>(kTaps * chunk_rows * (channels + ldm));
   T* const m = v + kTaps * chunk_rows * channels;
   std::vector<int64_t> step_off(static_cast<size_t>(channels)), row_off(static_cast<size_t>(chunk_rows));
   const int64_t threads = at::get_num_threads();
