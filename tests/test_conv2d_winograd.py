@@ -4,8 +4,8 @@ It runs the forward pass and grad_input of 3x3 stride-1 convolutions with at
 least 32 channels on each side and enough output pixels.  Each case below is
 chosen to take it: odd heights and widths leave partial 2x2 tiles, paddings
 0-2 move the patches across the border (grad_input pads by 2 - padding),
-channel counts leave partial column tiles, and one shape spans several
-chunks of tiles.  Every output and gradient is compared with torch's
+channel counts leave partial column tiles, one shape spans many blocks
+of tiles, and two filters are large enough for the chunked path.  Every output and gradient is compared with torch's
 float64 convolution, under each instruction set this CPU supports, with
 outputs poisoned (conftest.py) so that an unwritten element shows.
 """
@@ -28,8 +28,12 @@ CASES = [
     (2, 40, 10, 15, 96, (0, 2), True, False),
 ]
 
-# Several chunks of tiles (2 x 48 x 49 tiles of 32 channels), the last partial.
-MULTI_CHUNK = (2, 32, 95, 97, 32, 1, True, False)
+# Many blocks of tiles (2 x 48 x 49 tiles of 32 channels), the last partial.
+MULTI_BLOCK = (2, 32, 95, 97, 32, 1, True, False)
+
+# Filters whose transform exceeds 1 MiB (128 x 160 channels) take the
+# chunked path instead of the fused one: one chunk, then several.
+CHUNKED = [(1, 128, 12, 12, 160, 1, True, False), (2, 128, 44, 43, 160, 1, False, True)]
 
 
 def relative_error(ours, reference):
@@ -61,7 +65,7 @@ def run_case(case, dtype, kernels="auto", relu=False):
 
 
 @pytest.mark.parametrize("dtype,tolerance", TOLERANCES)
-@pytest.mark.parametrize("case", CASES + [MULTI_CHUNK], ids=str)
+@pytest.mark.parametrize("case", CASES + [MULTI_BLOCK] + CHUNKED, ids=str)
 def test_winograd_matches_torch(cpu_isa, case, dtype, tolerance):
     ours, reference = run_case(case, dtype)
     for name, a, r in zip(["output", "grad_input", "grad_weight", "grad_bias"], ours, reference):
@@ -69,7 +73,7 @@ def test_winograd_matches_torch(cpu_isa, case, dtype, tolerance):
         assert relative_error(a, r) < tolerance, f"{name} differs on {cpu_isa}"
 
 
-@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("case", CASES + CHUNKED, ids=str)
 def test_winograd_is_the_path_taken(case):
     """Winograd and the GEMM round differently: in float32 their outputs and
     grad_inputs differ somewhere, while grad_weight (not Winograd's) is the

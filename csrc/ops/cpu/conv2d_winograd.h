@@ -9,11 +9,13 @@
 // tolerances against torch.  The sums run in a fixed order: results are
 // bitwise repeatable.
 //
-// Per chunk of tiles, three parallel phases: the input transform into
-// V[16][tile][channel], 16 GEMMs on the micro-kernel (V times the
+// Three steps per block of tiles: the input transform into
+// V[16][channel][tile], 16 GEMMs on the micro-kernel (V times the
 // transformed weights U[16][column tile][channel][NR]) into
-// M[16][tile][column], and the output transform with bias and ReLU.  The
-// chunk's V and M are bounded (kChunkBytes), whatever the batch.
+// M[16][tile][column], and the output transform with bias and ReLU.  Small
+// filters run each block through all three in one task, its V and M in L2;
+// large ones run chunks of tiles step by step across the threads, so that U
+// is read once per chunk.  V and M are bounded whatever the batch.
 #pragma once
 
 #include <ATen/core/Tensor.h>
