@@ -6,6 +6,7 @@
 #include <torch/version.h>
 
 #include <cstring>
+#include <string>
 
 #include "bench/fma_peak.h"
 #include "ops/common.h"
@@ -73,46 +74,43 @@ PyObject* tf32_enabled(PyObject*, PyObject*) {
   Py_RETURN_FALSE;
 }
 
-// Looks a name up in a list; -1 when absent.
-int index_of(const char* name, const char* const* names, int count) {
-  for (int i = 0; i < count; ++i)
-    if (std::strcmp(name, names[i]) == 0) return i;
-  return -1;
+// A setting chosen by name from `names`: calls setter(index), or raises
+// ValueError naming the op, the parameter and every choice.
+template <size_t N>
+PyObject* set_by_name(PyObject* arg, const char* const (&names)[N], const char* op,
+                      const char* param, void (*setter)(int)) {
+  const char* name = PyUnicode_AsUTF8(arg);
+  if (name == nullptr) return nullptr;
+  for (size_t i = 0; i < N; ++i) {
+    if (std::strcmp(name, names[i]) == 0) {
+      setter(static_cast<int>(i));
+      Py_RETURN_NONE;
+    }
+  }
+  std::string choices;
+  for (size_t i = 0; i < N; ++i) {
+    if (i > 0) choices += i + 1 == N ? " or " : ", ";
+    choices += std::string("'") + names[i] + "'";
+  }
+  PyErr_Format(PyExc_ValueError, "%s: %s must be %s, got '%s'", op, param, choices.c_str(), name);
+  return nullptr;
 }
 
 const char* const kKernels[] = {"auto", "reference", "gemm"};
 const char* const kConvTiles[] = {"auto", "128x128", "128x64", "64x64"};
+const char* const kCpuKernels[] = {"auto", "gemm"};
 
 PyObject* set_cuda_kernels(PyObject*, PyObject* arg) {
-  const char* name = PyUnicode_AsUTF8(arg);
-  if (name == nullptr) return nullptr;
-  const int kernels = index_of(name, kKernels, 3);
-  if (kernels < 0) {
-    PyErr_Format(PyExc_ValueError,
-                 "set_cuda_kernels: kernels must be 'auto', 'reference' or 'gemm', got '%s'", name);
-    return nullptr;
-  }
-  pycnn::set_cuda_kernels(kernels);
-  Py_RETURN_NONE;
+  return set_by_name(arg, kKernels, "set_cuda_kernels", "kernels", pycnn::set_cuda_kernels);
 }
 
 PyObject* cuda_kernels(PyObject*, PyObject*) {
   return PyUnicode_FromString(kKernels[pycnn::cuda_kernels()]);
 }
 
-const char* const kCpuKernels[] = {"auto", "gemm"};
-
 PyObject* set_cpu_conv_kernels(PyObject*, PyObject* arg) {
-  const char* name = PyUnicode_AsUTF8(arg);
-  if (name == nullptr) return nullptr;
-  const int kernels = index_of(name, kCpuKernels, 2);
-  if (kernels < 0) {
-    PyErr_Format(PyExc_ValueError,
-                 "set_cpu_conv_kernels: kernels must be 'auto' or 'gemm', got '%s'", name);
-    return nullptr;
-  }
-  pycnn::set_cpu_conv_kernels(kernels);
-  Py_RETURN_NONE;
+  return set_by_name(arg, kCpuKernels, "set_cpu_conv_kernels", "kernels",
+                     pycnn::set_cpu_conv_kernels);
 }
 
 PyObject* cpu_conv_kernels(PyObject*, PyObject*) {
@@ -120,16 +118,7 @@ PyObject* cpu_conv_kernels(PyObject*, PyObject*) {
 }
 
 PyObject* set_cuda_conv_tile(PyObject*, PyObject* arg) {
-  const char* name = PyUnicode_AsUTF8(arg);
-  if (name == nullptr) return nullptr;
-  const int tile = index_of(name, kConvTiles, 4);
-  if (tile < 0) {
-    PyErr_Format(PyExc_ValueError,
-                 "set_cuda_conv_tile: tile must be 'auto', '128x128', '128x64' or '64x64', got '%s'", name);
-    return nullptr;
-  }
-  pycnn::set_cuda_conv_tile(tile);
-  Py_RETURN_NONE;
+  return set_by_name(arg, kConvTiles, "set_cuda_conv_tile", "tile", pycnn::set_cuda_conv_tile);
 }
 
 PyObject* cuda_conv_tile(PyObject*, PyObject*) {

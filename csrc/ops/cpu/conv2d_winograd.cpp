@@ -364,66 +364,55 @@ bool conv2d_input_backward_winograd_suits(const Conv2dShape& s) {
          s.pad_w <= 2;
 }
 
+namespace {
+
+// The WinogradConv of src -> dst (sizes and strides from the tensors).  The
+// forward pass reads weight[column][channel]; grad_input (`transposed`)
+// reads weight[channel][column], flipped.
+template <typename T>
+WinogradConv<T> winograd_conv(const at::Tensor& src, const at::Tensor& dst,
+                              const at::Tensor& weight, int64_t pad_h, int64_t pad_w,
+                              bool transposed, const at::Tensor& bias, bool relu) {
+  WinogradConv<T> p;
+  p.batch = src.size(0);
+  p.src_channels = src.size(1);
+  p.src_h = src.size(2);
+  p.src_w = src.size(3);
+  p.dst_channels = dst.size(1);
+  p.dst_h = dst.size(2);
+  p.dst_w = dst.size(3);
+  p.pad_h = pad_h;
+  p.pad_w = pad_w;
+  p.src = src.const_data_ptr<T>();
+  p.sn = src.stride(0), p.sc = src.stride(1), p.sh = src.stride(2), p.sw = src.stride(3);
+  p.dst = dst.data_ptr<T>();
+  p.dn = dst.stride(0), p.dc = dst.stride(1), p.dh = dst.stride(2), p.dw = dst.stride(3);
+  p.weight = weight.const_data_ptr<T>();
+  p.col_stride = weight.stride(transposed ? 1 : 0);
+  p.channel_stride = weight.stride(transposed ? 0 : 1);
+  p.wh = weight.stride(2);
+  p.ww = weight.stride(3);
+  p.flip = transposed;
+  p.bias = bias.defined() ? bias.const_data_ptr<T>() : nullptr;
+  p.bias_stride = bias.defined() ? bias.stride(0) : 0;
+  p.relu = relu;
+  return p;
+}
+
+}  // namespace
+
 template <typename T>
 void conv2d_forward_winograd(const at::Tensor& input, const at::Tensor& weight,
                              const at::Tensor& bias, const at::Tensor& output,
                              const Conv2dShape& s, bool relu) {
-  WinogradConv<T> p;
-  p.batch = s.batch;
-  p.src_channels = s.in_channels;
-  p.src_h = s.in_h;
-  p.src_w = s.in_w;
-  p.dst_channels = s.out_channels;
-  p.dst_h = s.out_h;
-  p.dst_w = s.out_w;
-  p.pad_h = s.pad_h;
-  p.pad_w = s.pad_w;
-  p.src = input.const_data_ptr<T>();
-  p.sn = input.stride(0), p.sc = input.stride(1), p.sh = input.stride(2), p.sw = input.stride(3);
-  p.dst = output.data_ptr<T>();
-  p.dn = output.stride(0), p.dc = output.stride(1), p.dh = output.stride(2), p.dw = output.stride(3);
-  p.weight = weight.const_data_ptr<T>();
-  p.col_stride = weight.stride(0);
-  p.channel_stride = weight.stride(1);
-  p.wh = weight.stride(2);
-  p.ww = weight.stride(3);
-  p.flip = false;
-  p.bias = bias.defined() ? bias.const_data_ptr<T>() : nullptr;
-  p.bias_stride = bias.defined() ? bias.stride(0) : 0;
-  p.relu = relu;
-  run_winograd(p);
+  run_winograd(winograd_conv<T>(input, output, weight, s.pad_h, s.pad_w, false, bias, relu));
 }
 
 template <typename T>
 void conv2d_input_backward_winograd(const at::Tensor& grad_output, const at::Tensor& weight,
                                     const at::Tensor& grad_input, const Conv2dShape& s) {
-  WinogradConv<T> p;
-  p.batch = s.batch;
-  p.src_channels = s.out_channels;
-  p.src_h = s.out_h;
-  p.src_w = s.out_w;
-  p.dst_channels = s.in_channels;
-  p.dst_h = s.in_h;
-  p.dst_w = s.in_w;
-  p.pad_h = 2 - s.pad_h;
-  p.pad_w = 2 - s.pad_w;
-  p.src = grad_output.const_data_ptr<T>();
-  p.sn = grad_output.stride(0), p.sc = grad_output.stride(1);
-  p.sh = grad_output.stride(2), p.sw = grad_output.stride(3);
-  p.dst = grad_input.data_ptr<T>();
-  p.dn = grad_input.stride(0), p.dc = grad_input.stride(1);
-  p.dh = grad_input.stride(2), p.dw = grad_input.stride(3);
-  p.weight = weight.const_data_ptr<T>();
-  // Column c (an input channel), source channel k: weight[k][c], flipped.
-  p.col_stride = weight.stride(1);
-  p.channel_stride = weight.stride(0);
-  p.wh = weight.stride(2);
-  p.ww = weight.stride(3);
-  p.flip = true;
-  p.bias = nullptr;
-  p.bias_stride = 0;
-  p.relu = false;
-  run_winograd(p);
+  run_winograd(winograd_conv<T>(grad_output, grad_input, weight, 2 - s.pad_h, 2 - s.pad_w, true,
+                                at::Tensor(), false));
 }
 
 #define PYCNN_INSTANTIATE(T)                                                                  \
