@@ -195,6 +195,21 @@ def test_max_channels_last_calls_larger_than_the_caches(channels, dtype):
 
 
 @dtypes
+def test_max_channels_last_wide_pixels_in_and_past_the_caches(dtype):
+    """Pixels wider than the registers hold go block by block of registers
+    while the input fits the caches, and past kLargeCallBytes sweep each tap
+    in one pass through the output row: torch's values and indices both ways,
+    with a partial last block and a partial last vector."""
+    x = channels_last(randn(2, 136, 2 * 64, 2 * 64 + 1, dtype=dtype))
+    assert x.nbytes >= 16 << 20
+    pycnn.set_cpu_isa(SUPPORTED_ISAS[-1])
+    for input in (x, channels_last(x[:, :, :16].clone())):
+        out, idx = F.max_pool2d(input, 3, 2, 1, return_indices=True)
+        ref, ref_idx = TF.max_pool2d(input, 3, 2, 1, return_indices=True)
+        assert torch.equal(out, ref) and torch.equal(idx, ref_idx), tuple(input.shape)
+
+
+@dtypes
 @pytest.mark.parametrize("in_w", [128, 120])
 def test_max_backward_of_calls_larger_than_the_caches(in_w, dtype):
     """Past kLargeCallBytes the NCHW max-pool backward streams grad_input's

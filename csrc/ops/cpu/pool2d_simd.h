@@ -29,10 +29,12 @@ struct PoolParams {
   // Hints for calls far larger than the caches (pool2d_cpu.h's
   // set_large_call_hints sets them): non-temporal stores for the outputs
   // (a plain store first reads each line it overwrites; max_nchw, max_nhwc
-  // and the NCHW max backward), and software prefetch of the input rows
-  // this many output rows ahead (max_nchw; 0: none).
+  // and the NCHW max backward), software prefetch of the input rows this
+  // many output rows ahead (max_nchw; 0: none), and whether the input is
+  // past the caches (max_nhwc then sweeps each wide pixel in one pass).
   bool stream_stores;
   int64_t prefetch_rows_ahead;
+  bool input_past_caches;
 };
 
 // Kernels for one dtype and instruction set.  Each handles a range of rows
