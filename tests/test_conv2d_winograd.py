@@ -1,11 +1,13 @@
 """The CPU's Winograd F(2x2, 3x3) path (csrc/ops/cpu/conv2d_winograd.cpp).
 
-It runs the forward pass and grad_input of 3x3 stride-1 convolutions with at
-least 32 channels on each side and enough output pixels.  Each case below is
-chosen to take it: odd heights and widths leave partial 2x2 tiles, paddings
-0-2 move the patches across the border (grad_input pads by 2 - padding),
-channel counts leave partial column tiles, one shape spans many blocks
-of tiles, and two filters are large enough for the chunked path.  Every output and gradient is compared with torch's
+It runs the forward pass, grad_input and grad_weight of 3x3 stride-1
+convolutions with at least 32 channels on each side and enough output
+pixels.  Each case below is chosen to take it: odd heights and widths leave
+partial 2x2 tiles, paddings 0-2 move the patches across the border
+(grad_input pads by 2 - padding), channel counts leave partial column tiles
+and partial row blocks of grad_weight's products, one shape spans many
+blocks of tiles (and grad_weight's chunks of tiles), and two filters are
+large enough for the chunked path.  Every output and gradient is compared with torch's
 float64 convolution, under each instruction set this CPU supports, with
 outputs poisoned (conftest.py) so that an unwritten element shows.
 """
@@ -75,16 +77,35 @@ def test_winograd_matches_torch(cpu_isa, case, dtype, tolerance):
 
 @pytest.mark.parametrize("case", CASES + CHUNKED, ids=str)
 def test_winograd_is_the_path_taken(case):
-    """Winograd and the GEMM round differently: in float32 their outputs and
-    grad_inputs differ somewhere, while grad_weight (not Winograd's) is the
-    same kernel and matches bit for bit."""
+    """Winograd and the GEMM round differently: in float32 their outputs,
+    grad_inputs and grad_weights differ somewhere, while grad_bias (the same
+    sum either way) matches bit for bit."""
     torch.manual_seed(1)
     winograd, _ = run_case(case, torch.float32, "auto")
     torch.manual_seed(1)
     gemm, _ = run_case(case, torch.float32, "gemm")
     assert not torch.equal(winograd[0], gemm[0]), "the forward did not take the Winograd path"
     assert not torch.equal(winograd[1], gemm[1]), "grad_input did not take the Winograd path"
-    assert torch.equal(winograd[2], gemm[2])
+    assert not torch.equal(winograd[2], gemm[2]), "grad_weight did not take the Winograd path"
+    if case[6]:
+        assert torch.equal(winograd[3], gemm[3])
+
+
+@pytest.mark.parametrize("case", [MULTI_BLOCK, CHUNKED[1]], ids=str)
+def test_winograd_grad_weight_is_repeatable_across_threads(case):
+    """grad_weight's chunks of tiles add in a fixed order and each block of
+    its products belongs to one task: the same bits with one thread or two."""
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            torch.manual_seed(2)
+            results.append(run_case(case, torch.float32)[0])
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("dtype,tolerance", TOLERANCES)

@@ -196,7 +196,9 @@ at::Tensor conv2d_weight_backward_cpu(const at::Tensor& grad_output, const at::T
                                                      padding, dilation, groups);
   at::Tensor grad_weight = empty_output(weight_size, grad_output.options());
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "pycnn.conv2d_weight_backward", [&] {
-    if (cpu::conv2d_gemm_suits(s)) {
+    if (cpu::conv2d_weight_backward_winograd_suits(s)) {
+      cpu::conv2d_weight_backward_winograd<scalar_t>(grad_output, input, grad_weight, s);
+    } else if (cpu::conv2d_gemm_suits(s)) {
       cpu::conv2d_weight_backward_gemm<scalar_t>(grad_output, input, grad_weight, s);
     } else {
       conv2d_weight_backward_direct<scalar_t>(grad_output, input, grad_weight, s);

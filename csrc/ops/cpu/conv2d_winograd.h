@@ -28,6 +28,7 @@ namespace cpu {
 // Whether Winograd runs this forward (or this grad_input) on the CPU.
 bool conv2d_winograd_suits(const Conv2dShape& s);
 bool conv2d_input_backward_winograd_suits(const Conv2dShape& s);
+bool conv2d_weight_backward_winograd_suits(const Conv2dShape& s);
 
 template <typename T>
 void conv2d_forward_winograd(const at::Tensor& input, const at::Tensor& weight,
@@ -37,6 +38,11 @@ void conv2d_forward_winograd(const at::Tensor& input, const at::Tensor& weight,
 template <typename T>
 void conv2d_input_backward_winograd(const at::Tensor& grad_output, const at::Tensor& weight,
                                     const at::Tensor& grad_input, const Conv2dShape& s);
+
+// grad_weight by the transposed algorithm: see conv2d_winograd.cpp.
+template <typename T>
+void conv2d_weight_backward_winograd(const at::Tensor& grad_output, const at::Tensor& input,
+                                     const at::Tensor& grad_weight, const Conv2dShape& s);
 
 }  // namespace cpu
 }  // namespace pycnn
