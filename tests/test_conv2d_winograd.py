@@ -37,6 +37,13 @@ MULTI_BLOCK = (2, 32, 95, 97, 32, 1, True, False)
 # chunked path instead of the fused one: one chunk, then several.
 CHUNKED = [(1, 128, 12, 12, 160, 1, True, False), (2, 128, 44, 43, 160, 1, False, True)]
 
+# grad_weight takes Winograd from 64 channels on each side, with rows of 16
+# or more outputs or 128 x 128 channels: a row of 19 (partial column tiles
+# of 72), short rows of a large filter, and 5 chunks of tiles (plus the
+# CHUNKED cases: one chunk and 3).
+WEIGHT_CASES = [(2, 64, 17, 19, 72, 1, True, False), (2, 128, 12, 11, 130, 2, False, True),
+                (2, 64, 95, 97, 64, 1, True, False)]
+
 
 def relative_error(ours, reference):
     return ((ours.double() - reference).abs().max() / reference.abs().max()).item()
@@ -67,7 +74,7 @@ def run_case(case, dtype, kernels="auto", relu=False):
 
 
 @pytest.mark.parametrize("dtype,tolerance", TOLERANCES)
-@pytest.mark.parametrize("case", CASES + [MULTI_BLOCK] + CHUNKED, ids=str)
+@pytest.mark.parametrize("case", CASES + [MULTI_BLOCK] + CHUNKED + WEIGHT_CASES, ids=str)
 def test_winograd_matches_torch(cpu_isa, case, dtype, tolerance):
     ours, reference = run_case(case, dtype)
     for name, a, r in zip(["output", "grad_input", "grad_weight", "grad_bias"], ours, reference):
@@ -75,23 +82,25 @@ def test_winograd_matches_torch(cpu_isa, case, dtype, tolerance):
         assert relative_error(a, r) < tolerance, f"{name} differs on {cpu_isa}"
 
 
-@pytest.mark.parametrize("case", CASES + CHUNKED, ids=str)
+@pytest.mark.parametrize("case", CASES + CHUNKED + WEIGHT_CASES, ids=str)
 def test_winograd_is_the_path_taken(case):
-    """Winograd and the GEMM round differently: in float32 their outputs,
-    grad_inputs and grad_weights differ somewhere, while grad_bias (the same
-    sum either way) matches bit for bit."""
+    """Winograd and the GEMM round differently: in float32 their outputs and
+    grad_inputs differ somewhere, and so do grad_weights where grad_weight
+    takes Winograd (WEIGHT_CASES and CHUNKED, all of 128 x 128 channels or
+    more); elsewhere the same GEMM gives the same bits."""
     torch.manual_seed(1)
     winograd, _ = run_case(case, torch.float32, "auto")
     torch.manual_seed(1)
     gemm, _ = run_case(case, torch.float32, "gemm")
     assert not torch.equal(winograd[0], gemm[0]), "the forward did not take the Winograd path"
     assert not torch.equal(winograd[1], gemm[1]), "grad_input did not take the Winograd path"
-    assert not torch.equal(winograd[2], gemm[2]), "grad_weight did not take the Winograd path"
-    if case[6]:
-        assert torch.equal(winograd[3], gemm[3])
+    if case in WEIGHT_CASES + CHUNKED:
+        assert not torch.equal(winograd[2], gemm[2]), "grad_weight did not take the Winograd path"
+    else:
+        assert torch.equal(winograd[2], gemm[2])
 
 
-@pytest.mark.parametrize("case", [MULTI_BLOCK, CHUNKED[1]], ids=str)
+@pytest.mark.parametrize("case", [WEIGHT_CASES[2], CHUNKED[1]], ids=str)
 def test_winograd_grad_weight_is_repeatable_across_threads(case):
     """grad_weight's chunks of tiles add in a fixed order and each block of
     its products belongs to one task: the same bits with one thread or two."""

@@ -488,7 +488,16 @@ bool conv2d_input_backward_winograd_suits(const Conv2dShape& s) {
 }
 
 bool conv2d_weight_backward_winograd_suits(const Conv2dShape& s) {
-  return suits(s, s.in_channels, s.out_channels, s.batch * s.out_h * s.out_w);
+  // grad_weight's transforms cost more per tile than the forward's (the
+  // gradient's tiles are packed into panels each call), so it needs more
+  // channels, and long rows of tiles or a large filter.  Measured against
+  // the GEMM (2 threads): 32 -> 32 channels at 16x16 lost 40 %, 32 <-> 256
+  // at 28x28 5 %, 64 -> 64 at 8x8 20 %; 64 -> 64 at 16x16 tied, at 56x56
+  // won 7 %, and 512 -> 512 at 7x7 won 10-25 %.
+  constexpr int64_t kMinWeightChannels = 64, kMinRow = 16, kLargeProducts = 128 * 128;
+  return suits(s, s.in_channels, s.out_channels, s.batch * s.out_h * s.out_w) &&
+         std::min(s.in_channels, s.out_channels) >= kMinWeightChannels &&
+         (s.out_w >= kMinRow || s.in_channels * s.out_channels >= kLargeProducts);
 }
 
 namespace {

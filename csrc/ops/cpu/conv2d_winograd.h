@@ -1,6 +1,7 @@
 // Winograd F(2x2, 3x3) on the CPU, for 3x3 stride-1 convolutions with many
-// channels: the forward pass and grad_input (a 3x3 stride-1 convolution of
-// grad_output with the flipped, transposed filter).
+// channels: the forward pass, grad_input (a 3x3 stride-1 convolution of
+// grad_output with the flipped, transposed filter) and grad_weight (the
+// transposed algorithm, F(3x3, 2x2): see conv2d_winograd.cpp).
 //
 // Each 2x2 output tile comes from a 4x4 input patch: 16 products per
 // (channel pair, tile) instead of 36, so the micro-kernel's work drops by
