@@ -374,14 +374,22 @@ void transform_grad_output(const T* go, int64_t gn, int64_t gc, int64_t gh, int6
     for (int64_t ct = 0; ct < col_tiles; ++ct) {
       for (int64_t j = 0; j < nr; ++j) {
         const int64_t k = ct * nr + j;
-        T* const g0 = g;
-        T* const g1 = g + 2 * run;
-        for (int64_t x = 0; x < 2 * run; ++x) g0[x] = g1[x] = T(0);
-        if (k < channels) {
-          const T* src = go + n * gn + k * gc + y * gh + x0 * gw;
-          for (int64_t x = 0; x < xs; ++x) g0[x] = src[x * gw];
-          if (y + 1 < out_h)
-            for (int64_t x = 0; x < xs; ++x) g1[x] = src[gh + x * gw];
+        // The two gradient rows: in place where both lie whole inside a
+        // dense row, else copied with zeros past the edges.
+        const T* src = go + n * gn + std::min(k, channels - 1) * gc + y * gh + x0 * gw;
+        const T* g0 = src;
+        const T* g1 = src + gh;
+        if (k >= channels || gw != 1 || xs < 2 * run || y + 1 >= out_h) {
+          T* const r0 = g;
+          T* const r1 = g + 2 * run;
+          for (int64_t x = 0; x < 2 * run; ++x) r0[x] = r1[x] = T(0);
+          if (k < channels) {
+            for (int64_t x = 0; x < xs; ++x) r0[x] = src[x * gw];
+            if (y + 1 < out_h)
+              for (int64_t x = 0; x < xs; ++x) r1[x] = src[gh + x * gw];
+          }
+          g0 = r0;
+          g1 = r1;
         }
         // Deinterleaved: even and odd columns of both rows, then A g
         // (rows g0, g0 + g1, g0 - g1, -g1) as four pairs of rows (a, b),
