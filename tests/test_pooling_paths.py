@@ -5,8 +5,9 @@ Which code runs depends on the layout and the shape:
     (loads and a deinterleave), other strides one scalar lane; outputs whose
     windows are clipped (padding, ceil_mode) take a scalar path at each end;
   * dense channels_last: vectors along channels -- up to 8 (AVX-512) or 4
-    vectors in registers, wider pixels accumulate in the output, in blocks
-    of 1024 channels;
+    vectors in registers; wider pixels go block by block of registers while
+    the input fits the caches, and past them accumulate in the output, in
+    blocks of 1024 channels;
   * adaptive NCHW: planes transposed in groups of one vector, or one plane
     at a time when the group would not fit its scratch; evenly dividing
     windows with stride <= 2 go through the plain kernels instead;
@@ -195,18 +196,28 @@ def test_max_channels_last_calls_larger_than_the_caches(channels, dtype):
 
 
 @dtypes
-def test_max_channels_last_wide_pixels_in_and_past_the_caches(dtype):
+@pytest.mark.parametrize("op", ["max", "avg"])
+def test_channels_last_wide_pixels_in_and_past_the_caches(op, dtype):
     """Pixels wider than the registers hold go block by block of registers
     while the input fits the caches, and past kLargeCallBytes sweep each tap
-    in one pass through the output row: torch's values and indices both ways,
-    with a partial last block and a partial last vector."""
+    in one pass through the output row.  The top output rows of a large
+    input and of its top 16 rows alone (the two paths) agree bit for bit,
+    and both agree with torch, with a partial last block and vector."""
     x = channels_last(randn(2, 136, 2 * 64, 2 * 64 + 1, dtype=dtype))
     assert x.nbytes >= 16 << 20
+    top = channels_last(x[:, :, :16].clone())
     pycnn.set_cpu_isa(SUPPORTED_ISAS[-1])
-    for input in (x, channels_last(x[:, :, :16].clone())):
-        out, idx = F.max_pool2d(input, 3, 2, 1, return_indices=True)
-        ref, ref_idx = TF.max_pool2d(input, 3, 2, 1, return_indices=True)
-        assert torch.equal(out, ref) and torch.equal(idx, ref_idx), tuple(input.shape)
+    options = dict(kernel_size=3, stride=2, padding=1)
+    large, small = run(op, x, "channels_last", options)[0], run(op, top, "channels_last", options)[0]
+    assert_bitwise_equal(large[:, :, :8], small[:, :, :8], f"{op}: past the caches vs in them")
+    for input, out in ((x, large), (top, small)):
+        if op == "max":
+            ref, ref_idx = TF.max_pool2d(input, return_indices=True, **options)
+            out, idx = F.max_pool2d(input, return_indices=True, **options)
+            assert torch.equal(out, ref) and torch.equal(idx, ref_idx), tuple(input.shape)
+        else:
+            ref = TF.avg_pool2d(input.double(), **options)
+            assert torch.allclose(out.double(), ref, rtol=1e-6, atol=1e-6), tuple(input.shape)
 
 
 @dtypes

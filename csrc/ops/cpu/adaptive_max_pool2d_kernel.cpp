@@ -97,6 +97,7 @@ std::tuple<at::Tensor, at::Tensor> adaptive_max_pool2d_cpu(const at::Tensor& inp
     return {output, indices};
   }
   PoolParams p = adaptive_pool_params(s);
+  p.input_past_caches = input.nbytes() >= kLargeCallBytes;
   const int64_t taps = ((s.in_h + s.out_h - 1) / s.out_h + 1) * ((s.in_w + s.out_w - 1) / s.out_w + 1);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), kForward, [&] {
     const PoolKernels<scalar_t>& kernels = pool_kernels<scalar_t>(active_cpu_isa());

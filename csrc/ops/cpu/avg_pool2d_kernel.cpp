@@ -87,7 +87,8 @@ at::Tensor avg_pool2d_cpu(const at::Tensor& input, at::IntArrayRef kernel_size,
     avg_pool2d_strided(input, output, s, count_include_pad, divisor_override);
     return output;
   }
-  const PoolParams p = pool_params(s, count_include_pad, divisor_override);
+  PoolParams p = pool_params(s, count_include_pad, divisor_override);
+  p.input_past_caches = input.nbytes() >= kLargeCallBytes;
   const bool nhwc = layout == PoolLayout::nhwc;
   const int64_t rows = (nhwc ? s.batch : s.batch * s.channels) * s.out_h;
   const int64_t work = s.out_w * (nhwc ? s.channels : 1) * s.kernel_h * s.kernel_w;

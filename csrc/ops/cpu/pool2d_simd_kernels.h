@@ -521,12 +521,13 @@ void avg_backward_nchw_rows(const typename S::T* grad_out, typename S::T* grad_i
 // same for all of them.  Pixels of up to S::kRegisterVectors vectors keep
 // their accumulators in registers.  Wider ones either accumulate in the
 // output row itself (in L1), each tap sweeping the pixel's channels in one
-// forward run of up to kChannelBlock, or (max pooling of inputs that fit the
-// caches) go block by block of S::kRegisterVectors vectors in registers.
+// forward run of up to kChannelBlock, or (inputs that fit the caches) go
+// block by block of S::kRegisterVectors vectors in registers.
 // Past the caches the single sweep wins: the hardware prefetchers keep up
 // with streams that only move forward (VGG pool3, 25.7 MB, 1.2-1.3 ms swept
-// against 1.7 by blocks); in the caches the blocks do (AlexNet pool2 and
-// pool5, VGG pool5: 15-25 % faster, A/B in one process).
+// against 1.7 by blocks); in the caches the blocks do (A/B in one process:
+// AlexNet pool2 and pool5, VGG pool5 max 15-25 % faster; average pools of
+// 256-2048 channels, ResNet's global ones and a 3x3 stride-2 one, 14-32 %).
 constexpr int64_t kChannelBlock = 1024;
 
 template <class S, int G, class Body>
@@ -621,9 +622,11 @@ inline void max_pixel_buffered(const typename S::T* image, int64_t in_w, int64_t
   }
 }
 
+// The `width` channels at `image` of a pixel `channels` wide.
 template <class S, int G>
 inline void avg_pixel_registers(const typename S::T* image, int64_t in_w, int64_t channels,
-                                const Window& win, typename S::V divisor, typename S::T* dst) {
+                                int64_t width, const Window& win, typename S::V divisor,
+                                typename S::T* dst) {
   using V = typename S::V;
   V sum[G];
   for (int g = 0; g < G; ++g) sum[g] = S::zero();
@@ -632,11 +635,11 @@ inline void avg_pixel_registers(const typename S::T* image, int64_t in_w, int64_
     for (int64_t j = 0; j < win.nw; ++j) {
       const typename S::T* src = image + (row + j * win.dw) * channels;
       for (int g = 0; g < G; ++g)
-        sum[g] = S::add(sum[g], S::load(src + g * S::L, lanes_of<S>(g, channels)));
+        sum[g] = S::add(sum[g], S::load(src + g * S::L, lanes_of<S>(g, width)));
     }
   }
   for (int g = 0; g < G; ++g)
-    S::store(dst + g * S::L, lanes_of<S>(g, channels), S::div(sum[g], divisor));
+    S::store(dst + g * S::L, lanes_of<S>(g, width), S::div(sum[g], divisor));
 }
 
 template <class S>
@@ -721,10 +724,23 @@ void avg_nhwc_rows(const typename S::T* in, typename S::T* out, const PoolParams
         const Window win = rule.window(oh, ow, &divisor);
         const typename S::V d = S::set1(static_cast<T>(divisor));
         T* dst = out + (r * p.out_w + ow) * c;
-        if constexpr (G > 0)
-          avg_pixel_registers<S, G>(in + n * in_image, p.in_w, c, win, d, dst);
-        else
+        if constexpr (G > 0) {
+          avg_pixel_registers<S, G>(in + n * in_image, p.in_w, c, c, win, d, dst);
+        } else if (!p.input_past_caches) {
+          constexpr int kBlock = S::kRegisterVectors;
+          int64_t c0 = 0;
+          for (; c0 + kBlock * S::L <= c; c0 += kBlock * S::L)
+            avg_pixel_registers<S, kBlock>(in + n * in_image + c0, p.in_w, c, kBlock * S::L, win,
+                                           d, dst + c0);
+          if (c0 < c)
+            with_vectors<S>(c - c0, [&]<int Tail>() {
+              if constexpr (Tail > 0)
+                avg_pixel_registers<S, Tail>(in + n * in_image + c0, p.in_w, c, c - c0, win, d,
+                                             dst + c0);
+            });
+        } else {
           avg_pixel_buffered<S>(in + n * in_image, p.in_w, c, win, d, dst);
+        }
       }
     }
   });
