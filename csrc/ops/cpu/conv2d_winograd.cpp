@@ -239,20 +239,27 @@ void transform_output(const WinogradConv<T>& p, int64_t tiles_w, int64_t tiles_p
 
 enum class Scratch { weights, chunk, block, weight_products };
 
-// The 16 GEMMs of a chunk's tiles: M[tap][row][column] = V[tap][ch][row] x
-// U[tap][ch][column], for the (tap, column tile) units [unit0, unit1).
+// The 16 GEMMs of a chunk, M[tap] (+)= A[tap] x B[tap], for the (tap,
+// column tile) units [unit0, unit1): A[tap] (a_tap_stride apart) is read
+// through row_off / step_off, B[tap][column tile] is a packed panel of
+// `steps` rows, M[tap] has m_rows rows of col_tiles * NR.  The forward and
+// grad_input take A = V (rows: tiles, steps: channels) and B = U; grad_weight
+// takes A = V (rows: channels, steps: tiles) and B = Gt, accumulating over
+// chunks.
 template <typename T>
-void winograd_products(const IndirectKernel<T>& kernel, int64_t channels, int64_t col_tiles,
-                       int64_t rows, const int64_t* row_off, const int64_t* step_off,
-                       const T* u, const T* v, T* m, int64_t unit0, int64_t unit1) {
+void winograd_products(const IndirectKernel<T>& kernel, int64_t steps, int64_t col_tiles,
+                       int64_t m_rows, int64_t a_tap_stride, const int64_t* row_off,
+                       const int64_t* step_off, const T* b, const T* a, T* m, int64_t unit0,
+                       int64_t unit1, bool accumulate) {
   const int64_t mr = kernel.mr, nr = kernel.nr, ldm = col_tiles * nr;
   for (int64_t unit = unit0; unit < unit1; ++unit) {
     const int64_t tap = unit / col_tiles, ct = unit % col_tiles;
-    const T* a = v + tap * rows * channels;
-    const T* b = u + (tap * col_tiles + ct) * channels * nr;
-    T* c = m + tap * rows * ldm + ct * nr;
-    for (int64_t r0 = 0; r0 < rows; r0 += mr)
-      kernel.run(channels, a, row_off + r0, step_off, b, nr, c + r0 * ldm, ldm, nullptr, false);
+    const T* a_tap = a + tap * a_tap_stride;
+    const T* panel = b + (tap * col_tiles + ct) * steps * nr;
+    T* c = m + tap * m_rows * ldm + ct * nr;
+    for (int64_t r0 = 0; r0 < m_rows; r0 += mr)
+      kernel.run(steps, a_tap, row_off + r0, step_off, panel, nr, c + r0 * ldm, ldm, nullptr,
+                 accumulate);
   }
 }
 
@@ -296,8 +303,8 @@ void run_winograd(const WinogradConv<T>& p) {
         const int64_t rows = (count + mr - 1) / mr * mr;
         fill_offsets(count, rows, channels, row_off, step_off);
         transform_input(p, tiles_w, tiles_per_image, first, 0, count, rows, v);
-        winograd_products(kernel, channels, col_tiles, rows, row_off, step_off, u, v, m, 0,
-                          kTaps * col_tiles);
+        winograd_products(kernel, channels, col_tiles, rows, rows * channels, row_off, step_off,
+                          u, v, m, 0, kTaps * col_tiles, false);
         transform_output(p, tiles_w, tiles_per_image, first, 0, count, rows, ldm, m);
       }
     });
@@ -322,7 +329,8 @@ void run_winograd(const WinogradConv<T>& p) {
       transform_input(p, tiles_w, tiles_per_image, first, t0, t1, rows, v);
     });
     at::parallel_for(0, kTaps * col_tiles, 1, [&](int64_t begin, int64_t end) {
-      winograd_products(kernel, channels, col_tiles, rows, row_off, step_off, u, v, m, begin, end);
+      winograd_products(kernel, channels, col_tiles, rows, rows * channels, row_off, step_off,
+                        u, v, m, begin, end, false);
     });
     at::parallel_for(0, count, grain, [&](int64_t t0, int64_t t1) {
       transform_output(p, tiles_w, tiles_per_image, first, t0, t1, rows, ldm, m);
@@ -613,15 +621,8 @@ void conv2d_weight_backward_winograd(const at::Tensor& grad_output, const at::Te
     });
     const bool accumulate = first > 0;
     at::parallel_for(0, kTaps * col_tiles, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t unit = begin; unit < end; ++unit) {
-        const int64_t tap = unit / col_tiles, ct = unit % col_tiles;
-        const T* a = v + tap * channels * rows;
-        const T* b = gt + (tap * col_tiles + ct) * count * nr;
-        T* c = m + tap * c_rows * ldm + ct * nr;
-        for (int64_t r0 = 0; r0 < c_rows; r0 += mr)
-          kernel.run(count, a, row_off + r0, step_off, b, nr, c + r0 * ldm, ldm, nullptr,
-                     accumulate);
-      }
+      winograd_products(kernel, count, col_tiles, c_rows, channels * rows, row_off, step_off, gt,
+                        v, m, begin, end, accumulate);
     });
   }
   T* dw = grad_weight.data_ptr<T>();
