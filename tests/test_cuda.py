@@ -198,8 +198,9 @@ WINOGRAD_SHAPES = {"padded_odd": ((2, 128, 9, 11), 128, 1), "unpadded": ((2, 128
 @pytest.mark.parametrize("shape", list(WINOGRAD_SHAPES))
 def test_conv2d_winograd_matches_torch(shape, layout):
     """float32 3x3 stride-1 layers with many channels run F(2x2, 3x3)
-    (forward and grad_input): within float32's tolerance of torch, not
-    bitwise the implicit GEMM's result (so Winograd ran), and repeatable."""
+    (forward, grad_input and grad_weight): within float32's tolerance of
+    torch, not bitwise the implicit GEMM's result (so Winograd ran), and
+    repeatable."""
     size, k, pad = WINOGRAD_SHAPES[shape]
     torch.manual_seed(0)
     x, w, b = randn(*size), randn(k, size[1], 3, 3), randn(k)
@@ -214,8 +215,11 @@ def test_conv2d_winograd_matches_torch(shape, layout):
         gemm = run_with_grads(ours, inputs, 1)
     assert not torch.equal(auto[0], gemm[0]), "the forward did not run Winograd"
     assert not torch.equal(auto[1]["input"], gemm[1]["input"]), "grad_input did not run Winograd"
+    assert not torch.equal(auto[1]["weight"], gemm[1]["weight"]), "grad_weight did not run Winograd"
     again = run_with_grads(ours, inputs, 1)
-    assert torch.equal(again[0], auto[0]) and torch.equal(again[1]["input"], auto[1]["input"])
+    assert torch.equal(again[0], auto[0])
+    for name in ("input", "weight"):
+        assert torch.equal(again[1][name], auto[1][name]), f"grad_{name} not repeatable"
 
 
 # conv2d_relu on every CUDA forward kernel: (input, weight, options, dtype, TF32, kernel choice).

@@ -232,6 +232,33 @@ def test_conv2d_winograd(emu, size, padding, layout):
     assert_close(gi, exact_gi, 4 * TOLERANCE[torch.float32], f"{size} {padding} {layout} grad_input")
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "sliced"])
+@pytest.mark.parametrize("padding", [0, 1, 2, (1, 0)])
+@pytest.mark.parametrize("size", [(7, 9), (6, 6), (3, 4), (40, 38)])
+def test_conv2d_winograd_weight_grad(emu, size, padding, layout):
+    """F(2x2, 3x3) transposed, for grad_weight, against float64 torch: odd
+    output sizes leave edge tiles whose gradient past the edge counts as
+    zero, and the largest size splits the 16 GEMMs' reduction over tiles."""
+    gen = torch.Generator().manual_seed(7)
+    h, w = size
+    pad = pair(padding)
+    x, x64 = rounded((3, 6, h, w), torch.float32, gen)
+    g, g64 = rounded((3, 5, h + 2 * pad[0] - 2, w + 2 * pad[1] - 2), torch.float32, gen)
+    if layout == "channels_last":
+        x, g = (t.contiguous(memory_format=torch.channels_last) for t in (x, g))
+    elif layout == "sliced":
+        x, g = (torch.stack([t, torch.full_like(t, float("nan"))], dim=-1).flatten(-2)[..., ::2]
+                for t in (x, g))
+    exact = torch.ops.aten.convolution_backward(
+        g64, x64, torch.zeros(5, 6, 3, 3, dtype=torch.float64), [5], [1, 1], pad, [1, 1], False,
+        [0, 0], 1, [False, True, False])[1]
+    gw, splits = emu.conv2d_winograd_weight_grad(g, x, pad)
+    assert tuple(gw.shape) == (5, 6, 3, 3)
+    if size == (40, 38):
+        assert splits > 1
+    assert_close(gw, exact, 4 * TOLERANCE[torch.float32], f"{size} {padding} {layout} grad_weight")
+
+
 RELU_CASES = ["3x3", "depthwise", "partial_chunks_two_n_tiles_stride2"]
 
 

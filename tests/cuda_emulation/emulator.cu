@@ -477,6 +477,21 @@ at::Tensor conv2d_winograd(const at::Tensor& input, const at::Tensor& weight,
   return output;
 }
 
+// Winograd's grad_weight (float32): the weight gradient of the stride-1
+// 3x3 convolution with this padding, and the GEMM's K splits.
+std::tuple<at::Tensor, int64_t> conv2d_winograd_weight_grad(const at::Tensor& grad_output,
+                                                            const at::Tensor& input,
+                                                            at::IntArrayRef padding) {
+  TORCH_CHECK(input.scalar_type() == at::kFloat && grad_output.scalar_type() == at::kFloat,
+              "Winograd takes float32");
+  const Pair pad = pair_of(padding);
+  at::Tensor grad_weight = empty_output({grad_output.size(1), input.size(1), 3, 3}, input.options());
+  emu::HostLauncher launcher;
+  const int64_t splits =
+      winograd_weight_grad(grad_output, input, grad_weight, pad[0], pad[1], launcher, 0);
+  return {grad_weight, splits};
+}
+
 bool winograd_applies_to(at::IntArrayRef input_size, at::IntArrayRef weight_size,
                          at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                          int64_t groups, bool input_grad) {
@@ -887,6 +902,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         arg("relu") = false);
   m.def("conv2d_winograd", &conv2d_winograd, arg("input"), arg("weight"), arg("bias"),
         arg("padding"), arg("transposed"), arg("relu") = false);
+  m.def("conv2d_winograd_weight_grad", &conv2d_winograd_weight_grad, arg("grad_output"),
+        arg("input"), arg("padding"));
   m.def("winograd_applies", &winograd_applies_to);
   m.def("conv2d_input_backward_fast", &conv2d_input_backward_fast);
   m.def("conv2d_weight_backward_fast", &conv2d_weight_backward_fast);

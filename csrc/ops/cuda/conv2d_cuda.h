@@ -65,6 +65,8 @@ bool conv2d_forward_winograd(const at::Tensor& input, const at::Tensor& weight,
                              const Conv2dShape& s, int tile, bool relu);
 bool conv2d_input_backward_winograd(const at::Tensor& grad_output, const at::Tensor& weight,
                                     const at::Tensor& grad_input, const Conv2dShape& s, int tile);
+bool conv2d_weight_backward_winograd(const at::Tensor& grad_output, const at::Tensor& input,
+                                     const at::Tensor& grad_weight, const Conv2dShape& s, int tile);
 
 // Direct kernels (conv2d_direct.cuh) for groups of one input channel each
 // (depthwise convolution, with any channel multiplier), where a GEMM tile

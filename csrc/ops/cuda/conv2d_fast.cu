@@ -103,7 +103,9 @@ bool conv2d_weight_backward_fast(const at::Tensor& grad_output, const at::Tensor
       conv2d_weight_backward_tf32(grad_output, input, grad_weight, s, tile);
       return true;
     case Family::kFFMA:
-      conv2d_weight_backward_ffma(grad_output, input, grad_weight, s, tile);
+      if (!(winograd_allowed() &&
+            conv2d_weight_backward_winograd(grad_output, input, grad_weight, s, tile)))
+        conv2d_weight_backward_ffma(grad_output, input, grad_weight, s, tile);
       return true;
     default:
       return false;

@@ -29,5 +29,13 @@ bool conv2d_input_backward_winograd(const at::Tensor& grad_output, const at::Ten
   return true;
 }
 
+bool conv2d_weight_backward_winograd(const at::Tensor& grad_output, const at::Tensor& input,
+                                     const at::Tensor& grad_weight, const Conv2dShape& s, int tile) {
+  if (!winograd_applies(s, false)) return false;
+  DeviceLauncher launcher(grad_output);
+  winograd_weight_grad(grad_output, input, grad_weight, s.pad_h, s.pad_w, launcher, tile);
+  return true;
+}
+
 }  // namespace gpu
 }  // namespace pycnn

@@ -17,6 +17,14 @@
 // forward convolution of grad_output with the flipped, transposed filter
 // and padding 2 - p, so it takes the same road.
 //
+// grad_weight is the same algorithm transposed (dW = d/dW of <dY, Y>):
+//   V = B^T d B                (the forward's input transform),
+//   Gt = A dY A^T              (each 2x2 tile of grad_output, zero past its edges),
+//   M[e] = sum over tiles of Gt[e] V[e]   (16 GEMMs with the tiles as their
+//                              reduction: the FFMA kernels' grad_weight of a
+//                              grouped 1x1 convolution, split-K in a fixed order),
+//   dW = G^T M G.
+//
 // Layouts (so that the transforms read and write along the tensor's own
 // fastest dimension): for an NCHW tensor, V is [16][C][tiles] and M is
 // [16][K][tiles]; for channels_last, [tiles][16][C] and [tiles][16][K].
@@ -200,6 +208,85 @@ struct WinogradOutputTransform {
   }
 };
 
+// gt[e] for tile (n, ty, tx) of grad_output channel k: A dY A^T of the 2x2
+// gradient tile at (2 ty, 2 tx), zero past the output's edge (A's rows:
+// (1, 0), (1, 1), (1, -1), (0, -1)), in the layout of the forward's M.
+template <typename T>
+struct WinogradGradOutputTransform {
+  const T* grad_output;
+  Strides4i go_s;
+  float* gt;
+  WinogradTiles tiles;
+  WinogradItems items;
+  int channels, out_h, out_w;
+
+  PYCNN_HOST_DEVICE void operator()(int64_t index) const {
+    int k, n, ty, tx, tile;
+    items.decode(int(index), k, n, ty, tx, tile);
+    const T* plane = grad_output + n * go_s.n + k * go_s.c;
+    float g[2][2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const int y = 2 * ty + i, x = 2 * tx + j;
+        g[i][j] = y < out_h && x < out_w ? static_cast<float>(plane[y * go_s.h + x * go_s.w]) : 0.f;
+      }
+    // Rows: A g.
+    float t[4][2];
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      t[0][j] = g[0][j];
+      t[1][j] = g[0][j] + g[1][j];
+      t[2][j] = g[0][j] - g[1][j];
+      t[3][j] = -g[1][j];
+    }
+    // Columns: (A g) A^T.
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float r[4] = {t[i][0], t[i][0] + t[i][1], t[i][0] - t[i][1], -t[i][1]};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) gt[tiles.at(i * 4 + j, k, tile, channels)] = r[j];
+    }
+  }
+};
+
+// grad_weight[k][c] = G^T M G from the products m, a [16 K][C] float
+// matrix (row e K + k); G^T's rows: (1, 1/2, 1/2, 0), (0, 1/2, -1/2, 0),
+// (0, 1/2, 1/2, 1).
+template <typename T>
+struct WinogradWeightGradTransform {
+  const float* m;
+  T* grad_weight;
+  Strides4d w_s;
+  int out_channels, in_channels;
+
+  PYCNN_HOST_DEVICE void operator()(int64_t index) const {
+    const int k = int(index / in_channels), c = int(index % in_channels);
+    const int64_t plane = int64_t(out_channels) * in_channels;
+    float v[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) v[i][j] = m[(i * 4 + j) * plane + index];
+    float z[3][4];  // G^T M
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float half_sum = 0.5f * (v[1][j] + v[2][j]);
+      z[0][j] = v[0][j] + half_sum;
+      z[1][j] = 0.5f * (v[1][j] - v[2][j]);
+      z[2][j] = half_sum + v[3][j];
+    }
+#pragma unroll
+    for (int r = 0; r < 3; ++r) {
+      const float half_sum = 0.5f * (z[r][1] + z[r][2]);
+      grad_weight[offset_of(w_s, k, c, r, 0)] = static_cast<T>(z[r][0] + half_sum);
+      grad_weight[offset_of(w_s, k, c, r, 1)] = static_cast<T>(0.5f * (z[r][1] - z[r][2]));
+      grad_weight[offset_of(w_s, k, c, r, 2)] = static_cast<T>(half_sum + z[r][3]);
+    }
+  }
+};
+
 // Whether Winograd serves a convolution with these (forward-problem) sizes:
 // many channels on both sides (with few, the transforms' memory traffic
 // outweighs the multiplies saved), and every index within int32.
@@ -283,6 +370,65 @@ void winograd_conv(const at::Tensor& input, const at::Tensor& weight, const at::
                                      WinogradItems::make(tm, int(cout)), int(cout), int(out_h),
                                      int(out_w), bias.defined() ? int(bias.stride(0)) : 0, relu},
       int64_t(t.count) * cout);
+}
+
+// grad_weight of the stride-1 3x3 convolution with padding (pad_h,
+// pad_w) by F(2x2, 3x3): grad_weight = d conv(input, W) / dW applied to
+// grad_output.  Returns the GEMM's number of K splits (for tests).
+template <class L>
+int64_t winograd_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
+                             const at::Tensor& grad_weight, int64_t pad_h, int64_t pad_w,
+                             L& launcher, int tile) {
+  const int64_t batch = input.size(0), cin = input.size(1), in_h = input.size(2), in_w = input.size(3);
+  const int64_t cout = grad_output.size(1), out_h = grad_output.size(2), out_w = grad_output.size(3);
+  WinogradTiles t;
+  t.tiles_h = int((out_h + 1) / 2), t.tiles_w = int((out_w + 1) / 2);
+  t.count = int(batch) * t.tiles_h * t.tiles_w;
+  const bool in_major = is_channels_last(input), go_major = is_channels_last(grad_output);
+
+  // V as the GEMM's input: [tiles, 16 C, 1, 1], 16 groups (as the forward's).
+  at::Tensor v_buf = launcher.empty({16 * int64_t(t.count) * cin}, at::kFloat);
+  WinogradTiles tv = t;
+  tv.tile_major = in_major;
+  launcher.elementwise(
+      WinogradInputTransform<float>{input.const_data_ptr<float>(), strides32_of(input),
+                                    v_buf.mutable_data_ptr<float>(), tv,
+                                    WinogradItems::make(tv, int(cin)), int(cin), int(in_h),
+                                    int(in_w), int(pad_h), int(pad_w)},
+      int64_t(t.count) * cin);
+  const at::Tensor v = v_buf.as_strided(
+      {t.count, 16 * cin, 1, 1},
+      in_major ? std::vector<int64_t>{16 * cin, 1, 1, 1} : std::vector<int64_t>{1, t.count, 1, 1});
+
+  // Gt as the GEMM's grad_output: [tiles, 16 K, 1, 1].
+  at::Tensor gt_buf = launcher.empty({16 * int64_t(t.count) * cout}, at::kFloat);
+  WinogradTiles tg = t;
+  tg.tile_major = go_major;
+  launcher.elementwise(
+      WinogradGradOutputTransform<float>{grad_output.const_data_ptr<float>(),
+                                         strides32_of(grad_output), gt_buf.mutable_data_ptr<float>(),
+                                         tg, WinogradItems::make(tg, int(cout)), int(cout),
+                                         int(out_h), int(out_w)},
+      int64_t(t.count) * cout);
+  const at::Tensor gt = gt_buf.as_strided(
+      {t.count, 16 * cout, 1, 1},
+      go_major ? std::vector<int64_t>{16 * cout, 1, 1, 1} : std::vector<int64_t>{1, t.count, 1, 1});
+
+  // M: the grouped 1x1 convolution's weight gradient, [16 K, C, 1, 1].
+  at::Tensor m = launcher.empty({16 * cout, cin, 1, 1}, at::kFloat);
+  Conv2dShape s16{};
+  s16.batch = t.count, s16.in_channels = 16 * cin, s16.in_h = s16.in_w = 1;
+  s16.out_channels = 16 * cout, s16.kernel_h = s16.kernel_w = 1, s16.out_h = s16.out_w = 1;
+  s16.stride_h = s16.stride_w = s16.dilation_h = s16.dilation_w = 1;
+  s16.groups = 16;
+  const int64_t splits = conv_weight_backward_fast<SimtKernels>(gt, v, m, s16, launcher, tile);
+
+  launcher.elementwise(
+      WinogradWeightGradTransform<float>{m.const_data_ptr<float>(),
+                                         grad_weight.mutable_data_ptr<float>(),
+                                         strides_of(grad_weight), int(cout), int(cin)},
+      cout * cin);
+  return splits;
 }
 
 }  // namespace gpu
