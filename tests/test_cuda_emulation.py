@@ -169,16 +169,23 @@ def test_conv2d_kernels_layouts(emu, case, layout):
         assert_close(emu.conv2d_bias_backward(g), exact_gb, 1e-12, f"{case} {layout} grad_bias")
 
 
-NARROW_CASES = [c for c, v in CONV_CASES.items()
-                if v[1] <= 4 and v[10] == 1 and v[9] in (1, (1, 1))]
+NARROW_CASES = {c: v for c, v in CONV_CASES.items()
+                if v[1] <= 4 and v[10] == 1 and v[9] in (1, (1, 1))}
+NARROW_CASES.update({
+    # A stride along w that does not divide 32: one pixel per thread.
+    "rgb_stride3_one_pixel_per_thread": (2, 3, 17, 20, 5, 5, 5, 3, 1, 1, 1, False),
+    # Patches of 4 x 32 pixels per row: three across, the last one partial.
+    "rgb_wider_than_two_patches": (1, 3, 9, 300, 4, 7, 7, 2, 3, 1, 1, False),
+})
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "sliced"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
-@pytest.mark.parametrize("case", NARROW_CASES)
+@pytest.mark.parametrize("case", list(NARROW_CASES))
 def test_conv2d_input_backward_narrow(emu, case, dtype, layout):
-    """grad_input with at most four input channels: one thread per input pixel."""
-    n, c, h, w, k, kh, kw, stride, padding, dilation, groups, _ = CONV_CASES[case]
+    """grad_input with at most four input channels: each thread owns pixels
+    of one stride phase and all their channels."""
+    n, c, h, w, k, kh, kw, stride, padding, dilation, groups, _ = NARROW_CASES[case]
     stride, padding, dilation = pair(stride), pair(padding), pair(dilation)
     gen = torch.Generator().manual_seed(4)
     wt, w64 = rounded((k, c, kh, kw), dtype, gen)
@@ -193,7 +200,11 @@ def test_conv2d_input_backward_narrow(emu, case, dtype, layout):
     exact = torch.ops.aten.convolution_backward(
         g64, torch.zeros(n, c, h, w, dtype=torch.float64), w64, [k], stride, padding, dilation, False,
         [0, 0], 1, [True, False, False])[0]
+    emu.counters(True)
     gi = emu.conv2d_input_backward(g, wt, [n, c, h, w], stride, padding, dilation, 1, "narrow")
+    # Four pixels of one stride phase per thread where the stride along w
+    # divides the 32 lanes of a row, else one.
+    assert emu.counters(False)["narrow_pixels"] == (4 if 32 % stride[1] == 0 else 1)
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     assert gi.is_contiguous(memory_format=fmt)
     assert_close(gi, exact, TOLERANCE[dtype], f"{case} grad_input")

@@ -119,46 +119,60 @@ void emulate_depthwise_weight_grad(const Op& op) {
 // narrow_input_grad_kernel, block by block, in its barrier-separated
 // phases: every thread stages, then every thread computes.  The tiles start
 // as NaN, so a slot no thread staged shows in the result.
-template <typename scalar_t, int kC>
-void emulate_narrow(const NarrowInputGrad<scalar_t, kC>& op, int batch) {
-  using acc_t = typename NarrowInputGrad<scalar_t, kC>::acc_t;
+template <class Op>
+void emulate_narrow(const Op& op, int batch) {
+  using acc_t = typename Op::acc_t;
   std::vector<acc_t> go_tile(size_t(op.go_tile_elems())), w_tile(size_t(op.w_tile_elems()));
-  std::vector<std::array<acc_t, kC>> acc(kThreadsPerBlock);
+  std::vector<typename Op::Acc> acc(kThreadsPerBlock);
   for (int block = 0; block < op.blocks(batch); ++block) {
     const auto b = op.block(block);
-    for (auto& a : acc) a.fill(acc_t(0));
+    for (auto& a : acc)
+      for (auto& pixel : a)
+        for (auto& v : pixel) v = acc_t(0);
     for (int k0 = 0; k0 < op.out_channels; k0 += op.chunk) {
       std::fill(go_tile.begin(), go_tile.end(), acc_t(std::nan("")));
       std::fill(w_tile.begin(), w_tile.end(), acc_t(std::nan("")));
       for (int tid = 0; tid < kThreadsPerBlock; ++tid) op.stage(b, k0, tid, go_tile.data(), w_tile.data());
-      for (int tid = 0; tid < kThreadsPerBlock; ++tid) {
-        acc_t (&a)[kC] = *reinterpret_cast<acc_t(*)[kC]>(acc[tid].data());
-        op.compute(b, k0, tid, go_tile.data(), w_tile.data(), a);
-      }
+      for (int tid = 0; tid < kThreadsPerBlock; ++tid)
+        op.compute(b, k0, tid, go_tile.data(), w_tile.data(), acc[tid]);
     }
-    for (int tid = 0; tid < kThreadsPerBlock; ++tid)
-      op.store(b, tid, *reinterpret_cast<const acc_t(*)[kC]>(acc[tid].data()));
+    for (int tid = 0; tid < kThreadsPerBlock; ++tid) op.store(b, tid, acc[tid]);
   }
 }
 
-template <typename scalar_t>
-void emulate_narrow_input_grad(const at::Tensor& grad_output, const at::Tensor& weight,
-                               const at::Tensor& grad_input, const Conv2dShape& s) {
-  const bool fits = NarrowInputGrad<scalar_t, kNarrowMaxChannels>::fits(s);
-  TORCH_CHECK(s.groups == 1 && s.in_channels <= kNarrowMaxChannels && s.dilation_h == 1 &&
-                  s.dilation_w == 1 && fits,
-              "the narrow kernel does not apply");
+template <typename scalar_t, int kP>
+void emulate_narrow_channels(const at::Tensor& grad_output, const at::Tensor& weight,
+                             const at::Tensor& grad_input, const Conv2dShape& s) {
   const int batch = int(s.batch);
   switch (s.in_channels) {
     case 1:
-      return emulate_narrow(NarrowInputGrad<scalar_t, 1>::make(grad_output, weight, grad_input, s), batch);
+      return emulate_narrow(NarrowInputGrad<scalar_t, 1, kP>::make(grad_output, weight, grad_input, s), batch);
     case 2:
-      return emulate_narrow(NarrowInputGrad<scalar_t, 2>::make(grad_output, weight, grad_input, s), batch);
+      return emulate_narrow(NarrowInputGrad<scalar_t, 2, kP>::make(grad_output, weight, grad_input, s), batch);
     case 3:
-      return emulate_narrow(NarrowInputGrad<scalar_t, 3>::make(grad_output, weight, grad_input, s), batch);
+      return emulate_narrow(NarrowInputGrad<scalar_t, 3, kP>::make(grad_output, weight, grad_input, s), batch);
     default:
-      return emulate_narrow(NarrowInputGrad<scalar_t, 4>::make(grad_output, weight, grad_input, s), batch);
+      return emulate_narrow(NarrowInputGrad<scalar_t, 4, kP>::make(grad_output, weight, grad_input, s), batch);
   }
+}
+
+// As the library chooses: kNarrowPixelsPerThread pixels per thread where
+// the shape allows, else one.  Records the choice for the tests.
+template <typename scalar_t>
+void emulate_narrow_input_grad(const at::Tensor& grad_output, const at::Tensor& weight,
+                               const at::Tensor& grad_input, const Conv2dShape& s) {
+  TORCH_CHECK(s.groups == 1 && s.in_channels <= kNarrowMaxChannels && s.dilation_h == 1 &&
+                  s.dilation_w == 1,
+              "the narrow kernel does not apply");
+  constexpr int kP = kNarrowPixelsPerThread;
+  if (NarrowInputGrad<scalar_t, kNarrowMaxChannels, kP>::fits(s)) {
+    emu::counters().narrow_pixels = kP;
+    return emulate_narrow_channels<scalar_t, kP>(grad_output, weight, grad_input, s);
+  }
+  const bool fits = NarrowInputGrad<scalar_t, kNarrowMaxChannels, 1>::fits(s);
+  TORCH_CHECK(fits, "the narrow kernel does not apply");
+  emu::counters().narrow_pixels = 1;
+  emulate_narrow_channels<scalar_t, 1>(grad_output, weight, grad_input, s);
 }
 
 // f(KernelSize) for the fast depthwise kernels' sizes; the path needs one.
@@ -652,7 +666,7 @@ std::map<std::string, int64_t> emulator_counters(bool reset) {
   return {{"blocks", c.blocks},           {"copies", c.copies},
           {"zero_fills", c.zero_fills},   {"mma", c.mma},
           {"shared_loads", c.shared_loads}, {"conflicted_loads", c.conflicted_loads},
-          {"pool_vector", c.pool_vector}};
+          {"pool_vector", c.pool_vector}, {"narrow_pixels", c.narrow_pixels}};
 }
 
 // FastDivmod against exact division: every divisor d < d_limit with

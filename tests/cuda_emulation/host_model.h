@@ -57,6 +57,7 @@ struct Counters {
   int64_t shared_loads = 0;       // warp-level load instructions
   int64_t conflicted_loads = 0;   // of which needed more than the minimum wavefronts
   int64_t pool_vector = 0;        // elements per item of the last fast pooling kernel
+  int64_t narrow_pixels = 0;      // pixels per thread of the last narrow grad_input
 };
 
 inline Counters& counters() {

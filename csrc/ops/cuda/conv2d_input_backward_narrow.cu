@@ -10,13 +10,10 @@ namespace pycnn {
 namespace gpu {
 namespace {
 
-template <int kC>
-using Channels = std::integral_constant<int, kC>;
-
-template <typename scalar_t, int kC>
+template <typename scalar_t, int kC, int kP>
 void launch_narrow(const at::Tensor& grad_output, const at::Tensor& weight,
                    const at::Tensor& grad_input, const Conv2dShape& s) {
-  using Op = NarrowInputGrad<scalar_t, kC>;
+  using Op = NarrowInputGrad<scalar_t, kC, kP>;
   const Op op = Op::make(grad_output, weight, grad_input, s);
   const auto kernel = narrow_input_grad_kernel<Op>;
   const int64_t blocks = int64_t(op.blocks(int(s.batch)));
@@ -24,6 +21,21 @@ void launch_narrow(const at::Tensor& grad_output, const at::Tensor& weight,
   kernel<<<unsigned(blocks), kThreadsPerBlock, size_t(op.shared_bytes()),
            c10::cuda::getCurrentCUDAStream()>>>(op);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+template <typename scalar_t, int kP>
+void launch_narrow_channels(const at::Tensor& grad_output, const at::Tensor& weight,
+                            const at::Tensor& grad_input, const Conv2dShape& s) {
+  switch (s.in_channels) {
+    case 1:
+      return launch_narrow<scalar_t, 1, kP>(grad_output, weight, grad_input, s);
+    case 2:
+      return launch_narrow<scalar_t, 2, kP>(grad_output, weight, grad_input, s);
+    case 3:
+      return launch_narrow<scalar_t, 3, kP>(grad_output, weight, grad_input, s);
+    default:
+      return launch_narrow<scalar_t, 4, kP>(grad_output, weight, grad_input, s);
+  }
 }
 
 }  // namespace
@@ -36,23 +48,19 @@ bool conv2d_input_backward_narrow(const at::Tensor& grad_output, const at::Tenso
     return false;
   }
   if (!conv_fits_int32(s, {&grad_output, &weight, &grad_input}, 1)) return false;
+  // Blocks of one pixel per thread: the most there can be.
   const int64_t tiles = s.batch * ((s.in_h + kNarrowTileH - 1) / kNarrowTileH) *
-                        ((s.in_w + kNarrowTileW - 1) / kNarrowTileW);
+                        ((s.in_w + kNarrowLanes - 1) / kNarrowLanes);
   if (tiles > kInt32Limit) return false;
   bool fits = false;
   AT_DISPATCH_FLOATING_TYPES(dtype, "pycnn.conv2d_input_backward", [&] {
-    fits = NarrowInputGrad<scalar_t, kNarrowMaxChannels>::fits(s);
-    if (!fits) return;
-    switch (s.in_channels) {
-      case 1:
-        return launch_narrow<scalar_t, 1>(grad_output, weight, grad_input, s);
-      case 2:
-        return launch_narrow<scalar_t, 2>(grad_output, weight, grad_input, s);
-      case 3:
-        return launch_narrow<scalar_t, 3>(grad_output, weight, grad_input, s);
-      default:
-        return launch_narrow<scalar_t, 4>(grad_output, weight, grad_input, s);
+    constexpr int kP = kNarrowPixelsPerThread;
+    if (NarrowInputGrad<scalar_t, kNarrowMaxChannels, kP>::fits(s)) {
+      fits = true;
+      return launch_narrow_channels<scalar_t, kP>(grad_output, weight, grad_input, s);
     }
+    fits = NarrowInputGrad<scalar_t, kNarrowMaxChannels, 1>::fits(s);
+    if (fits) launch_narrow_channels<scalar_t, 1>(grad_output, weight, grad_input, s);
   });
   return fits;
 }

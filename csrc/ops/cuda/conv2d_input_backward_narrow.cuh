@@ -8,7 +8,16 @@
 //     shared memory kChunk output channels at a time;
 //   * with dilation 1 the taps that reach a pixel are r = (y + pad) % stride,
 //     + stride, ... (likewise q): every tap a thread visits contributes, so
-//     no multiply is wasted on a stride phase that misses.
+//     no multiply is wasted on a stride phase that misses;
+//   * where the stride along w divides 32, a thread owns kP = 4 pixels of
+//     one row and one stride phase (32 / stride lanes per phase, pixel j of
+//     lane t at phase offset t + j 32 / stride): they meet the same taps, so
+//     each weight read from shared memory serves kP pixels.  One pixel per
+//     thread read a weight per multiply-add (4 shared loads per 3 FMA for
+//     an RGB stem, 7 per 12 now); the lanes of a phase read neighbouring
+//     grad_output elements, without bank conflicts.
+// The staged region is zero outside grad_output, so the taps need no bounds
+// tests (like the implicit GEMMs, a zero times an infinite weight is NaN).
 // Each pixel sums output channels in increasing order, then taps r, q in
 // increasing order: a fixed order, the same run after run.
 #pragma once
@@ -25,16 +34,19 @@
 namespace pycnn {
 namespace gpu {
 
-constexpr int kNarrowTileH = 8, kNarrowTileW = 32;  // one pixel per thread
+constexpr int kNarrowTileH = 8, kNarrowLanes = 32;  // a row of threads per patch row
 constexpr int kNarrowMaxChannels = 4;
 constexpr int kNarrowMaxChunk = 16;
+constexpr int kNarrowPixelsPerThread = 4;  // where the stride along w divides 32
 constexpr int64_t kNarrowSharedBytes = 40 * 1024;
-static_assert(kNarrowTileH * kNarrowTileW == kThreadsPerBlock, "one pixel per thread");
+static_assert(kNarrowTileH * kNarrowLanes == kThreadsPerBlock, "a thread per patch row and lane");
 
-template <typename scalar_t, int kC>
+template <typename scalar_t, int kC, int kP>
 struct NarrowInputGrad {
   using acc_t = at::acc_type<scalar_t, true>;
-  static constexpr int kChannels = kC;
+  static constexpr int kChannels = kC, kPixels = kP;
+  static constexpr int kTileW = kNarrowLanes * kP;  // patch columns
+  using Acc = acc_t[kP][kC];
   struct Block {
     int n, y0, x0;     // the patch's image and top-left pixel
     int oh_lo, ow_lo;  // the staged output region's first row and column
@@ -48,6 +60,7 @@ struct NarrowInputGrad {
   int stride_h, stride_w, pad_h, pad_w;
   int region_h, region_w, chunk;  // staged rows, columns and output channels
   int tiles_h, tiles_w;
+  int phase_lanes;                 // kP > 1: lanes per stride phase, 32 / stride_w
   FastDivmod div_stride_h, div_stride_w, div_region_w, div_region, div_taps_w, div_taps;
 
   int blocks(int batch) const { return batch * tiles_h * tiles_w; }
@@ -59,7 +72,7 @@ struct NarrowInputGrad {
     const int tw = b % tiles_w, rest = b / tiles_w;
     blk.n = rest / tiles_h;
     blk.y0 = (rest % tiles_h) * kNarrowTileH;
-    blk.x0 = tw * kNarrowTileW;
+    blk.x0 = tw * kTileW;
     // The first output whose window reaches the patch (may be negative).
     blk.oh_lo = int(div_ceil(blk.y0 + pad_h - (kernel_h - 1), stride_h));
     blk.ow_lo = int(div_ceil(blk.x0 + pad_w - (kernel_w - 1), stride_w));
@@ -79,13 +92,14 @@ struct NarrowInputGrad {
     op.stride_h = int(s.stride_h), op.stride_w = int(s.stride_w);
     op.pad_h = int(s.pad_h), op.pad_w = int(s.pad_w);
     op.region_h = int((kNarrowTileH + s.kernel_h - 2) / s.stride_h + 1);
-    op.region_w = int((kNarrowTileW + s.kernel_w - 2) / s.stride_w + 1);
+    op.region_w = int((kTileW + s.kernel_w - 2) / s.stride_w + 1);
+    op.phase_lanes = int(kNarrowLanes / s.stride_w);
     const int64_t bytes_per_channel =
         int64_t(sizeof(acc_t)) * (op.region_h * op.region_w + kC * s.kernel_h * s.kernel_w);
     op.chunk = int(std::min<int64_t>({kNarrowMaxChunk, s.out_channels,
                                       kNarrowSharedBytes / bytes_per_channel}));
     op.tiles_h = int((s.in_h + kNarrowTileH - 1) / kNarrowTileH);
-    op.tiles_w = int((s.in_w + kNarrowTileW - 1) / kNarrowTileW);
+    op.tiles_w = int((s.in_w + kTileW - 1) / kTileW);
     op.div_stride_h = FastDivmod::make(s.stride_h), op.div_stride_w = FastDivmod::make(s.stride_w);
     op.div_region_w = FastDivmod::make(op.region_w);
     op.div_region = FastDivmod::make(op.region_h * op.region_w);
@@ -94,10 +108,12 @@ struct NarrowInputGrad {
     return op;
   }
 
-  // Whether a shape fits: a chunk of at least one output channel in shared memory.
+  // Whether a shape fits: a chunk of at least one output channel in shared
+  // memory, and for kP > 1 a stride along w that divides the lanes.
   static bool fits(const Conv2dShape& s) {
+    if (kP > 1 && kNarrowLanes % s.stride_w != 0) return false;
     const int64_t region_h = (kNarrowTileH + s.kernel_h - 2) / s.stride_h + 1;
-    const int64_t region_w = (kNarrowTileW + s.kernel_w - 2) / s.stride_w + 1;
+    const int64_t region_w = (kTileW + s.kernel_w - 2) / s.stride_w + 1;
     return int64_t(sizeof(acc_t)) * (region_h * region_w + kC * s.kernel_h * s.kernel_w) <=
            kNarrowSharedBytes;
   }
@@ -131,39 +147,60 @@ struct NarrowInputGrad {
     }
   }
 
-  // Adds the chunk's terms to thread tid's pixel.
+  // Column of thread tid's pixel j in the image.
+  PYCNN_HOST_DEVICE int pixel_x(const Block& b, int tid, int j) const {
+    const int lane = tid % kNarrowLanes;
+    if constexpr (kP == 1) {
+      return b.x0 + lane;
+    } else {
+      const int phase = lane / phase_lanes, t = lane - phase * phase_lanes;
+      return b.x0 + phase + stride_w * (t + j * phase_lanes);
+    }
+  }
+
+  // Adds the chunk's terms to thread tid's pixels.  Pixel j's output
+  // columns are pixel 0's plus j * phase_lanes.
   PYCNN_HOST_DEVICE void compute(const Block& b, int k0, int tid, const acc_t* go_tile,
-                                 const acc_t* w_tile, acc_t (&acc)[kC]) const {
-    const int yy = b.y0 + tid / kNarrowTileW + pad_h;
-    const int xx = b.x0 + tid % kNarrowTileW + pad_w;
+                                 const acc_t* w_tile, Acc& acc) const {
+    const int yy = b.y0 + tid / kNarrowLanes + pad_h;
+    const int xx = pixel_x(b, tid, 0) + pad_w;
     int oh0, r0, ow0, q0;
     div_stride_h.divmod(yy, oh0, r0);
     div_stride_w.divmod(xx, ow0, q0);
-    const int kh = kernel_h, kw = kernel_w, rw = region_w;
+    const int kh = kernel_h, kw = kernel_w, rw = region_w, step = kP > 1 ? phase_lanes : 0;
     const int count = out_channels - k0 < chunk ? out_channels - k0 : chunk;
     for (int kc = 0; kc < count; ++kc) {
       const acc_t* g = go_tile + kc * region_h * rw;
       const acc_t* wk = w_tile + kc * kC * kh * kw;
       int oh = oh0;
       for (int r = r0; r < kh; r += stride_h, --oh) {
-        if (unsigned(oh) >= unsigned(out_h)) continue;
         const acc_t* g_row = g + (oh - b.oh_lo) * rw - b.ow_lo;
         int ow = ow0;
         for (int q = q0; q < kw; q += stride_w, --ow) {
-          if (unsigned(ow) >= unsigned(out_w)) continue;
-          const acc_t gv = g_row[ow];
+          acc_t w[kC];
 #pragma unroll
-          for (int c = 0; c < kC; ++c) acc[c] += gv * wk[(c * kh + r) * kw + q];
+          for (int c = 0; c < kC; ++c) w[c] = wk[(c * kh + r) * kw + q];
+#pragma unroll
+          for (int j = 0; j < kP; ++j) {
+            const acc_t gv = g_row[ow + j * step];
+#pragma unroll
+            for (int c = 0; c < kC; ++c) acc[j][c] += gv * w[c];
+          }
         }
       }
     }
   }
 
-  PYCNN_HOST_DEVICE void store(const Block& b, int tid, const acc_t (&acc)[kC]) const {
-    const int y = b.y0 + tid / kNarrowTileW, x = b.x0 + tid % kNarrowTileW;
-    if (y >= in_h || x >= in_w) return;
+  PYCNN_HOST_DEVICE void store(const Block& b, int tid, const Acc& acc) const {
+    const int y = b.y0 + tid / kNarrowLanes;
+    if (y >= in_h) return;
 #pragma unroll
-    for (int c = 0; c < kC; ++c) grad_input[gi_s.at(b.n, c, y, x)] = static_cast<scalar_t>(acc[c]);
+    for (int j = 0; j < kP; ++j) {
+      const int x = pixel_x(b, tid, j);
+      if (x >= in_w) continue;
+#pragma unroll
+      for (int c = 0; c < kC; ++c) grad_input[gi_s.at(b.n, c, y, x)] = static_cast<scalar_t>(acc[j][c]);
+    }
   }
 };
 
@@ -175,9 +212,11 @@ __global__ void __launch_bounds__(kThreadsPerBlock) narrow_input_grad_kernel(con
   acc_t* go_tile = reinterpret_cast<acc_t*>(narrow_shared);
   acc_t* w_tile = go_tile + op.go_tile_elems();
   const typename Op::Block b = op.block(blockIdx.x);
-  acc_t acc[Op::kChannels];
+  typename Op::Acc acc;
 #pragma unroll
-  for (int c = 0; c < Op::kChannels; ++c) acc[c] = acc_t(0);
+  for (int j = 0; j < Op::kPixels; ++j)
+#pragma unroll
+    for (int c = 0; c < Op::kChannels; ++c) acc[j][c] = acc_t(0);
   for (int k0 = 0; k0 < op.out_channels; k0 += op.chunk) {
     op.stage(b, k0, threadIdx.x, go_tile, w_tile);
     __syncthreads();
