@@ -181,6 +181,8 @@ PyMethodDef methods[] = {
      "threads at once (torch's thread count caps them)."},
     {"max_pool2d_with_indices", reinterpret_cast<PyCFunction>(pycnn::python::max_pool2d_with_indices),
      METH_FASTCALL, "pycnn::max_pool2d_with_indices through the dispatcher, for pycnn.functional."},
+    {"max_pool2d", reinterpret_cast<PyCFunction>(pycnn::python::max_pool2d), METH_FASTCALL,
+     "pycnn::max_pool2d through the dispatcher, for pycnn.functional."},
     {"avg_pool2d", reinterpret_cast<PyCFunction>(pycnn::python::avg_pool2d), METH_FASTCALL,
      "pycnn::avg_pool2d through the dispatcher, for pycnn.functional."},
     {"adaptive_avg_pool2d", reinterpret_cast<PyCFunction>(pycnn::python::adaptive_avg_pool2d),

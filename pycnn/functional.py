@@ -148,9 +148,15 @@ def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """torch.nn.functional.max_pool2d with pycnn's kernels."""
-    output, indices = max_pool2d_with_indices(input, kernel_size, stride, padding, dilation,
-                                              ceil_mode)
-    return (output, indices) if return_indices else output
+    if return_indices:
+        return max_pool2d_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode)
+    _check_tensor(input, "max_pool2d")
+    kernel_size, stride, padding, dilation = _pool_options("max_pool2d", kernel_size, stride,
+                                                           padding, dilation)
+    input, added = _batched(input)
+    # The values alone: without a graph to record, no indices are written.
+    return _unbatched(_call("max_pool2d", input, kernel_size, stride, padding, dilation,
+                            bool(ceil_mode)), added)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,

@@ -114,6 +114,12 @@ def _max_pool2d_fake(input, kernel_size, stride=(), padding=(0,), dilation=(1,),
     return _empty_like_layout(size, input), _empty_like_layout(size, input, torch.int64)
 
 
+@torch.library.register_fake("pycnn::max_pool2d")
+def _max_pool2d_values_fake(input, kernel_size, stride=(), padding=(0,), dilation=(1,), ceil_mode=False):
+    size = _pool_output_shape(input.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    return _empty_like_layout(size, input)
+
+
 @torch.library.register_fake("pycnn::max_pool2d_backward")
 def _max_pool2d_backward_fake(grad_output, indices, input_size, kernel_size, stride, padding,
                               dilation, ceil_mode):

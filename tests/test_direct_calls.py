@@ -14,7 +14,9 @@ from pycnn import functional as F
 
 POOLS = {
     "max_pool2d": (lambda x: F.max_pool2d(x, 3, 2, 1), lambda x: TF.max_pool2d(x, 3, 2, 1),
-                   "max_pool2d_with_indices"),
+                   "max_pool2d"),
+    "max_pool2d_with_indices": (lambda x: F.max_pool2d(x, 3, 2, 1, return_indices=True)[0],
+                                lambda x: TF.max_pool2d(x, 3, 2, 1), "max_pool2d_with_indices"),
     "avg_pool2d": (lambda x: F.avg_pool2d(x, 2, divisor_override=3),
                    lambda x: TF.avg_pool2d(x, 2, divisor_override=3), "avg_pool2d"),
     "adaptive_avg_pool2d": (lambda x: F.adaptive_avg_pool2d(x, (3, 2)),

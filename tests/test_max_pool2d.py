@@ -16,12 +16,20 @@ dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 
 def check_max_pool(dtype, x, what="", prepare=lambda t: t, grad_output_layout=None,
                    check_layout=(), **options):
-    """max_pool2d_with_indices(prepare(x), **options) against torch's."""
+    """max_pool2d_with_indices(prepare(x), **options) against torch's, and
+    the values-only max_pool2d (no graph recorded: no indices written)
+    against torch's output bit for bit."""
     compare_with_torch(
         lambda input: F.max_pool2d(prepare(input), return_indices=True, **options),
         lambda input: TF.max_pool2d(prepare(input), return_indices=True, **options),
         dict(input=x), dtype, linear=False, grad_output_layout=grad_output_layout,
         check_layout=check_layout, what=f"max_pool2d {what} {options}")
+    with torch.no_grad():
+        input = prepare(x.detach().to(dtype))
+        values, reference = F.max_pool2d(input, **options), TF.max_pool2d(input, **options)
+    assert values.dtype == dtype, what
+    assert torch.equal(values.nan_to_num(), reference.nan_to_num()), f"values-only {what} {options}"
+    assert torch.equal(values.isnan(), reference.isnan()), f"values-only NaN {what} {options}"
 
 
 def valid_options(kernel, stride, padding, dilation, ceil_mode, size):

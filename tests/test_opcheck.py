@@ -47,12 +47,14 @@ def max_pool_cases():
     ]:
         args = (kernel, stride, padding, dilation, ceil_mode)
         cases.append(("max_pool2d_with_indices", (x, *args)))
+        cases.append(("max_pool2d", (x, *args)))
         out, idx = torch.nn.functional.max_pool2d(x, kernel, stride or None, padding, dilation,
                                                   ceil_mode, return_indices=True)
         g = torch.randn_like(out).requires_grad_()
         cases.append(("max_pool2d_backward", (g, idx, list(x.shape), *args)))
     cases.append(("max_pool2d_with_indices", (t(1, 2, 6, 6), [2])))
     cases.append(("max_pool2d_with_indices", (t(1, 2, 6, 6), [3], [2], [1])))
+    cases.append(("max_pool2d", (t(1, 2, 6, 6), [3], [2], [1])))
     return cases
 
 
@@ -108,7 +110,7 @@ def test_every_op_is_opchecked():
 
 
 ALL_OPS = ["conv2d", "conv2d_relu", "conv2d_input_backward", "conv2d_weight_backward", "conv2d_bias_backward",
-           "max_pool2d_with_indices", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+           "max_pool2d_with_indices", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
            "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d",
            "adaptive_max_pool2d_backward"]
 

@@ -1,6 +1,9 @@
-// Schemas of pycnn::max_pool2d_with_indices and its backward, and their C++
-// callers (ops.h).  Indices are flat positions h * W + w inside each input
-// plane, as torch returns them.
+// Schemas of pycnn::max_pool2d_with_indices, its backward and
+// pycnn::max_pool2d (the values alone: where no graph is recorded its kernels
+// skip the indices' stores; where one is, its autograd runs
+// max_pool2d_with_indices and keeps the indices for the backward), and their
+// C++ callers (ops.h).  Indices are flat positions h * W + w inside each
+// input plane, as torch returns them.
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
@@ -13,6 +16,10 @@ TORCH_LIBRARY_FRAGMENT(pycnn, m) {
   m.def(
       "max_pool2d_with_indices(Tensor input, int[2] kernel_size, int[2] stride=[], "
       "int[2] padding=0, int[2] dilation=1, bool ceil_mode=False) -> (Tensor, Tensor)",
+      tags);
+  m.def(
+      "max_pool2d(Tensor input, int[2] kernel_size, int[2] stride=[], int[2] padding=0, "
+      "int[2] dilation=1, bool ceil_mode=False) -> Tensor",
       tags);
   m.def(
       "max_pool2d_backward(Tensor grad_output, Tensor indices, SymInt[4] input_size, "
@@ -28,6 +35,12 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices(
     at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
   return PYCNN_OP_HANDLE(max_pool2d_with_indices)
       .call(input, kernel_size, stride, padding, dilation, ceil_mode);
+}
+
+at::Tensor max_pool2d(const at::Tensor& input, at::IntArrayRef kernel_size,
+                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                      bool ceil_mode) {
+  return PYCNN_OP_HANDLE(max_pool2d).call(input, kernel_size, stride, padding, dilation, ceil_mode);
 }
 
 at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& indices,

@@ -33,6 +33,9 @@ at::Tensor conv2d_bias_backward(const at::Tensor& grad_output);
 std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices(
     const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
     at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode);
+at::Tensor max_pool2d(const at::Tensor& input, at::IntArrayRef kernel_size,
+                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                      bool ceil_mode);
 at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& indices,
                                c10::SymIntArrayRef input_size, at::IntArrayRef kernel_size,
                                at::IntArrayRef stride, at::IntArrayRef padding,

@@ -66,25 +66,51 @@ PyObject* wrap_pair(std::tuple<at::Tensor, at::Tensor> result) {
   return pair;
 }
 
+// (input, kernel_size, stride, padding, dilation, ceil_mode) of the max pools.
+struct MaxPoolArgs {
+  at::Tensor input;
+  std::array<int64_t, 2> kernel{}, stride{}, padding{}, dilation{};
+  bool ceil_mode = false;
+};
+
+bool parse_max_pool(PyObject* const* args, Py_ssize_t nargs, MaxPoolArgs* a) {
+  if (nargs != 6 || !parse_tensor(args[0], &a->input) || !parse_pair(args[1], &a->kernel) ||
+      !parse_pair(args[2], &a->stride) || !parse_pair(args[3], &a->padding) ||
+      !parse_pair(args[4], &a->dilation) || !PyBool_Check(args[5])) {
+    return false;
+  }
+  a->ceil_mode = args[5] == Py_True;
+  return true;
+}
+
 }  // namespace
 
 // max_pool2d_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode)
 PyObject* max_pool2d_with_indices(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   HANDLE_TH_ERRORS
-  at::Tensor input;
-  std::array<int64_t, 2> kernel{}, stride{}, padding{}, dilation{};
-  if (nargs != 6 || !parse_tensor(args[0], &input) || !parse_pair(args[1], &kernel) ||
-      !parse_pair(args[2], &stride) || !parse_pair(args[3], &padding) ||
-      !parse_pair(args[4], &dilation) || !PyBool_Check(args[5])) {
-    Py_RETURN_NOTIMPLEMENTED;
-  }
-  const bool ceil_mode = args[5] == Py_True;
+  MaxPoolArgs a;
+  if (!parse_max_pool(args, nargs, &a)) Py_RETURN_NOTIMPLEMENTED;
   std::tuple<at::Tensor, at::Tensor> result;
   {
     pybind11::gil_scoped_release no_gil;
-    result = ops::max_pool2d_with_indices(input, kernel, stride, padding, dilation, ceil_mode);
+    result = ops::max_pool2d_with_indices(a.input, a.kernel, a.stride, a.padding, a.dilation,
+                                          a.ceil_mode);
   }
   return wrap_pair(std::move(result));
+  END_HANDLE_TH_ERRORS
+}
+
+// max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode): the values alone
+PyObject* max_pool2d(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  HANDLE_TH_ERRORS
+  MaxPoolArgs a;
+  if (!parse_max_pool(args, nargs, &a)) Py_RETURN_NOTIMPLEMENTED;
+  at::Tensor result;
+  {
+    pybind11::gil_scoped_release no_gil;
+    result = ops::max_pool2d(a.input, a.kernel, a.stride, a.padding, a.dilation, a.ceil_mode);
+  }
+  return THPVariable_Wrap(std::move(result));
   END_HANDLE_TH_ERRORS
 }
 

@@ -7,6 +7,7 @@
 namespace pycnn::python {
 
 PyObject* max_pool2d_with_indices(PyObject*, PyObject* const* args, Py_ssize_t nargs);
+PyObject* max_pool2d(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 PyObject* avg_pool2d(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 PyObject* adaptive_avg_pool2d(PyObject*, PyObject* const* args, Py_ssize_t nargs);
 PyObject* adaptive_max_pool2d(PyObject*, PyObject* const* args, Py_ssize_t nargs);

@@ -1,4 +1,5 @@
-// Autograd of pycnn::max_pool2d_with_indices and its backward.
+// Autograd of pycnn::max_pool2d_with_indices, pycnn::max_pool2d and the
+// backward.
 #include <torch/library.h>
 
 #include "autograd_common.h"
@@ -73,6 +74,19 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_autograd(const at::Tensor& input,
   return {outputs[0], outputs[1]};
 }
 
+// The values alone: without a graph to record, the kernels skip the
+// indices; with one, the same node as max_pool2d_with_indices (the indices
+// are saved for the backward, not returned).
+at::Tensor max_pool2d_values_autograd(const at::Tensor& input, at::IntArrayRef kernel_size,
+                                      at::IntArrayRef stride, at::IntArrayRef padding,
+                                      at::IntArrayRef dilation, bool ceil_mode) {
+  if (!records_graph(input)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return ops::max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode);
+  }
+  return MaxPool2dFunction::apply(input, kernel_size, stride, padding, dilation, ceil_mode)[0];
+}
+
 at::Tensor max_pool2d_backward_autograd(const at::Tensor& grad_output, const at::Tensor& indices,
                                         c10::SymIntArrayRef input_size,
                                         at::IntArrayRef kernel_size, at::IntArrayRef stride,
@@ -93,5 +107,6 @@ at::Tensor max_pool2d_backward_autograd(const at::Tensor& grad_output, const at:
 TORCH_LIBRARY_IMPL(pycnn, Autograd, m) {
   using namespace pycnn::autograd;
   m.impl("max_pool2d_with_indices", &max_pool2d_autograd);
+  m.impl("max_pool2d", &max_pool2d_values_autograd);
   m.impl("max_pool2d_backward", &max_pool2d_backward_autograd);
 }

@@ -39,44 +39,40 @@ void max_pool_plane(const scalar_t* in, Strides4 is, scalar_t* out, int64_t* idx
         }
       }
       out[oh * os.h + ow * os.w] = best_val;
-      idx[oh * os.h + ow * os.w] = best;
+      if (idx != nullptr) idx[oh * os.h + ow * os.w] = best;
     }
   }
 }
 
-// The reference: any strides, one plane per task.
+// The reference: any strides, one plane per task.  `indices` undefined:
+// values only.
 void max_pool2d_strided(const at::Tensor& input, at::Tensor& output, at::Tensor& indices,
                         const Pool2dShape& s) {
   const Strides4 is(input), os(output);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "pycnn.max_pool2d", [&] {
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.data_ptr<scalar_t>();
-    int64_t* idx = indices.data_ptr<int64_t>();
+    int64_t* idx = indices.defined() ? indices.data_ptr<int64_t>() : nullptr;
     at::parallel_for(0, s.batch * s.channels, 1, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p) {
         const int64_t n = p / s.channels, c = p % s.channels;
         const int64_t ioff = n * is.n + c * is.c, ooff = n * os.n + c * os.c;
-        max_pool_plane(in + ioff, is, out + ooff, idx + ooff, os, s);
+        max_pool_plane(in + ioff, is, out + ooff, idx != nullptr ? idx + ooff : nullptr, os, s);
       }
     });
   });
 }
 
-std::tuple<at::Tensor, at::Tensor> max_pool2d_cpu(const at::Tensor& input,
-                                                  at::IntArrayRef kernel_size,
-                                                  at::IntArrayRef stride, at::IntArrayRef padding,
-                                                  at::IntArrayRef dilation, bool ceil_mode) {
-  const Pool2dShape s = check_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode);
-  at::Tensor output = empty_in_layout_of(s.output_size(), input);
-  at::Tensor indices = empty_in_layout_of(s.output_size(), input, at::kLong);
+// Fills output and, where defined, indices (the layouts empty_in_layout_of
+// gives for input).
+void max_pool2d_into(const at::Tensor& input, at::Tensor& output, at::Tensor& indices,
+                     const Pool2dShape& s) {
   const PoolLayout layout = pool_layout(input, s.in_h, s.in_w, s.out_h, s.out_w);
-  if (layout == PoolLayout::strided) {
-    max_pool2d_strided(input, output, indices, s);
-    return {output, indices};
-  }
+  if (layout == PoolLayout::strided) return max_pool2d_strided(input, output, indices, s);
   PoolParams p = pool_params(s);
   const bool nhwc = layout == PoolLayout::nhwc;
-  set_large_call_hints(&p, input.nbytes(), output.nbytes() + indices.nbytes());
+  set_large_call_hints(&p, input.nbytes(),
+                       output.nbytes() + (indices.defined() ? indices.nbytes() : 0));
   const int64_t rows = (nhwc ? s.batch : s.batch * s.channels) * s.out_h;
   const int64_t work = s.out_w * (nhwc ? s.channels : 1) * s.kernel_h * s.kernel_w;
   const bool plane_groups = !nhwc && use_plane_groups(p);
@@ -84,7 +80,7 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_cpu(const at::Tensor& input,
     const PoolKernels<scalar_t>& kernels = pool_kernels<scalar_t>(active_cpu_isa());
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.data_ptr<scalar_t>();
-    int64_t* idx = indices.data_ptr<int64_t>();
+    int64_t* idx = indices.defined() ? indices.data_ptr<int64_t>() : nullptr;
     if (plane_groups) {
       parallel_rows(s.batch * s.channels, s.out_h * work, [&](int64_t begin, int64_t end) {
         std::vector<char> scratch(plane_group_scratch(p, sizeof(scalar_t)));
@@ -97,7 +93,30 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_cpu(const at::Tensor& input,
       kernel(in, out, idx, p, begin, end);
     });
   });
+}
+
+std::tuple<at::Tensor, at::Tensor> max_pool2d_cpu(const at::Tensor& input,
+                                                  at::IntArrayRef kernel_size,
+                                                  at::IntArrayRef stride, at::IntArrayRef padding,
+                                                  at::IntArrayRef dilation, bool ceil_mode) {
+  const Pool2dShape s = check_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode);
+  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+  at::Tensor indices = empty_in_layout_of(s.output_size(), input, at::kLong);
+  max_pool2d_into(input, output, indices, s);
   return {output, indices};
+}
+
+// Values only: the indices' stores skipped (a third of a large
+// channels_last call's memory traffic; torch's no-grad max_pool2d skips
+// them too).
+at::Tensor max_pool2d_values_cpu(const at::Tensor& input, at::IntArrayRef kernel_size,
+                                 at::IntArrayRef stride, at::IntArrayRef padding,
+                                 at::IntArrayRef dilation, bool ceil_mode) {
+  const Pool2dShape s = check_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode);
+  at::Tensor output = empty_in_layout_of(s.output_size(), input);
+  at::Tensor no_indices;
+  max_pool2d_into(input, output, no_indices, s);
+  return output;
 }
 
 bool has_valid_tap(const Pool2dShape& s, int64_t oh, int64_t ow) {
@@ -177,6 +196,7 @@ at::Tensor max_pool2d_backward_cpu(const at::Tensor& grad_output, const at::Tens
 
 TORCH_LIBRARY_IMPL(pycnn, CPU, m) {
   m.impl("max_pool2d_with_indices", &max_pool2d_cpu);
+  m.impl("max_pool2d", &max_pool2d_values_cpu);
   m.impl("max_pool2d_backward", &max_pool2d_backward_cpu);
 }
 

@@ -44,7 +44,8 @@ struct PoolParams {
 // reference order, so results do not depend on the split.
 template <typename T>
 struct PoolKernels {
-  // max_pool2d forward.  nchw rows: (plane, oh); nhwc rows: (n, oh).
+  // max_pool2d forward.  nchw rows: (plane, oh); nhwc rows: (n, oh).  The
+  // indices (here and in adaptive_max_*) may be null: values only.
   void (*max_nchw)(const T* in, T* out, int64_t* indices, const PoolParams& p, int64_t begin,
                    int64_t end);
   void (*max_nhwc)(const T* in, T* out, int64_t* indices, const PoolParams& p, int64_t begin,

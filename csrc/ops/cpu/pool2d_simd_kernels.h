@@ -113,6 +113,13 @@ inline T negative_infinity() {
   return -static_cast<T>(__builtin_huge_val());
 }
 
+// The max kernels' indices may be null (max_pool2d without indices, for
+// calls that record no graph): then only the values are written.  Offsets
+// into them go through this, never through null + offset.
+inline int64_t* offset_or_null(int64_t* indices, int64_t offset) {
+  return indices != nullptr ? indices + offset : nullptr;
+}
+
 // The valid taps of one output's window: rows h + i*dh (i < nh), columns
 // w + j*dw (j < nw), all inside the input.
 struct Window {
@@ -229,7 +236,7 @@ inline void max_one(const T* plane, int64_t in_w, const Window& win, T* out, int
     }
   }
   *out = best_val;
-  *index = best;
+  if (index != nullptr) *index = best;
 }
 
 template <typename T>
@@ -306,6 +313,7 @@ inline void store_values(typename S::T* dst, int64_t n, typename S::V v, bool st
 template <class S>
 inline void store_values_and_indices(typename S::T* dst, int64_t* dst_index, int64_t n,
                                      typename S::V v, typename S::I i, bool stream) {
+  if (dst_index == nullptr) return store_values<S>(dst, n, v, stream);
   if constexpr (S::kStreams) {
     const uintptr_t addresses = reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(dst_index);
     if (stream && n == S::L && (addresses & 63) == 0) {
@@ -339,9 +347,9 @@ void max_nchw_rows(const typename S::T* in, typename S::T* out, int64_t* indices
     T* dst = out + plane * out_plane + oh * p.out_w;
     if (p.prefetch_rows_ahead > 0 && r + p.prefetch_rows_ahead < end)
       prefetch_window_rows(in, p, r + p.prefetch_rows_ahead);
-    int64_t* dst_index = indices + plane * out_plane + oh * p.out_w;
+    int64_t* dst_index = offset_or_null(indices, plane * out_plane + oh * p.out_w);
     for (int64_t ow = 0; ow < inner.begin; ++ow)
-      max_one(src, p.in_w, max_pool_window(p, oh, ow), dst + ow, dst_index + ow);
+      max_one(src, p.in_w, max_pool_window(p, oh, ow), dst + ow, offset_or_null(dst_index, ow));
     const Window rows = max_pool_window(p, oh, inner.begin);
     // Long rows: kRowBlock full vectors at a time, each window row in turn
     // over the whole block, so that the input is read in runs of
@@ -376,8 +384,8 @@ void max_nchw_rows(const typename S::T* in, typename S::T* out, int64_t* indices
       }
 #pragma unroll
       for (int b = 0; b < kRowBlock; ++b)
-        store_values_and_indices<S>(dst + ow + b * S::L, dst_index + ow + b * S::L, S::L, best[b],
-                                    best_index[b], p.stream_stores);
+        store_values_and_indices<S>(dst + ow + b * S::L, offset_or_null(dst_index, ow + b * S::L),
+                                    S::L, best[b], best_index[b], p.stream_stores);
     }
     for (; ow < inner.end; ow += S::L) {
       const int64_t n = min_i64(S::L, inner.end - ow);
@@ -395,10 +403,11 @@ void max_nchw_rows(const typename S::T* in, typename S::T* out, int64_t* indices
               S::select_index(better, best_index, S::index_add(lane_offsets, S::index1(tap)));
         }
       }
-      store_values_and_indices<S>(dst + ow, dst_index + ow, n, best, best_index, p.stream_stores);
+      store_values_and_indices<S>(dst + ow, offset_or_null(dst_index, ow), n, best, best_index,
+                                  p.stream_stores);
     }
     for (int64_t ow = inner.end; ow < p.out_w; ++ow)
-      max_one(src, p.in_w, max_pool_window(p, oh, ow), dst + ow, dst_index + ow);
+      max_one(src, p.in_w, max_pool_window(p, oh, ow), dst + ow, offset_or_null(dst_index, ow));
   }
   if constexpr (S::kStreams) {
     if (p.stream_stores) S::stream_fence();
@@ -579,8 +588,8 @@ inline void max_pixel_registers(const typename S::T* image, int64_t in_w, int64_
     }
   }
   for (int g = 0; g < G; ++g)
-    store_values_and_indices<S>(dst + g * S::L, dst_index + g * S::L, lanes_of<S>(g, width),
-                                best[g], best_index[g], stream);
+    store_values_and_indices<S>(dst + g * S::L, offset_or_null(dst_index, g * S::L),
+                                lanes_of<S>(g, width), best[g], best_index[g], stream);
 }
 
 template <class S>
@@ -617,8 +626,9 @@ inline void max_pixel_buffered(const typename S::T* image, int64_t in_w, int64_t
         }
       }
     }
-    for (int64_t c = 0; c < width; c += S::L)
-      S::store_index(dst_index + c0 + c, min_i64(S::L, width - c), S::load_index_elems(index_buf + c));
+    if (dst_index != nullptr)
+      for (int64_t c = 0; c < width; c += S::L)
+        S::store_index(dst_index + c0 + c, min_i64(S::L, width - c), S::load_index_elems(index_buf + c));
   }
 }
 
@@ -686,22 +696,25 @@ void max_nhwc_rows(const typename S::T* in, typename S::T* out, int64_t* indices
         const Window win = rule.window(oh, ow, &unused);
         const int64_t o = (r * p.out_w + ow) * c;
         if constexpr (G > 0) {
-          max_pixel_registers<S, G>(in + n * in_image, p.in_w, c, c, win, out + o, indices + o,
-                                    p.stream_stores);
+          max_pixel_registers<S, G>(in + n * in_image, p.in_w, c, c, win, out + o,
+                                    offset_or_null(indices, o), p.stream_stores);
         } else if (!p.input_past_caches) {
           constexpr int kBlock = S::kRegisterVectors;
           int64_t c0 = 0;
           for (; c0 + kBlock * S::L <= c; c0 += kBlock * S::L)
             max_pixel_registers<S, kBlock>(in + n * in_image + c0, p.in_w, c, kBlock * S::L,
-                                           win, out + o + c0, indices + o + c0, p.stream_stores);
+                                           win, out + o + c0, offset_or_null(indices, o + c0),
+                                           p.stream_stores);
           if (c0 < c)
             with_vectors<S>(c - c0, [&]<int Tail>() {
               if constexpr (Tail > 0)
                 max_pixel_registers<S, Tail>(in + n * in_image + c0, p.in_w, c, c - c0, win,
-                                             out + o + c0, indices + o + c0, p.stream_stores);
+                                             out + o + c0, offset_or_null(indices, o + c0),
+                                             p.stream_stores);
             });
         } else {
-          max_pixel_buffered<S>(in + n * in_image, p.in_w, c, win, out + o, indices + o, index_buf);
+          max_pixel_buffered<S>(in + n * in_image, p.in_w, c, win, out + o,
+                                offset_or_null(indices, o), index_buf);
         }
       }
     }
@@ -994,7 +1007,7 @@ void adaptive_max_plane(const T* src, T* dst, int64_t* dst_index, const PoolPara
       }
     }
     dst[o] = best;
-    dst_index[o] = best_index;
+    if (dst_index != nullptr) dst_index[o] = best_index;
   }
 }
 
@@ -1067,7 +1080,7 @@ void adaptive_max_nchw(const typename S::T* in, typename S::T* out, int64_t* ind
         }
         transpose_planes_out<S>(group_out, out_plane, n, out + first * out_plane);
         // Indices go through a tile, to widen them to int64.
-        for (int64_t o = 0; o < out_plane; o += S::L) {
+        for (int64_t o = 0; indices != nullptr && o < out_plane; o += S::L) {
           const int64_t outputs = min_i64(S::L, out_plane - o);
           S::transpose(reinterpret_cast<const T*>(group_index + o * S::L), S::L, outputs, n,
                        reinterpret_cast<T*>(tile), S::L);
@@ -1081,7 +1094,7 @@ void adaptive_max_nchw(const typename S::T* in, typename S::T* out, int64_t* ind
   }
   for (int64_t plane = begin; plane < end; ++plane)
     adaptive_max_plane(in + plane * in_plane, out + plane * out_plane,
-                       indices + plane * out_plane, p);
+                       offset_or_null(indices, plane * out_plane), p);
 }
 
 template <class S>

@@ -1,5 +1,5 @@
-// pycnn::max_pool2d_with_indices and its backward on CUDA (kernels in
-// max_pool2d.cuh).
+// pycnn::max_pool2d_with_indices, pycnn::max_pool2d and the backward on
+// CUDA (kernels in max_pool2d.cuh).
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
@@ -27,6 +27,14 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_cuda(const at::Tensor& input,
   return {output, indices};
 }
 
+// The values alone: the same kernels, the indices dropped (the CUDA
+// kernels always write them).
+at::Tensor max_pool2d_values_cuda(const at::Tensor& input, at::IntArrayRef kernel_size,
+                                  at::IntArrayRef stride, at::IntArrayRef padding,
+                                  at::IntArrayRef dilation, bool ceil_mode) {
+  return std::get<0>(max_pool2d_cuda(input, kernel_size, stride, padding, dilation, ceil_mode));
+}
+
 at::Tensor max_pool2d_backward_cuda(const at::Tensor& grad_output, const at::Tensor& indices,
                                     at::IntArrayRef input_size, at::IntArrayRef kernel_size,
                                     at::IntArrayRef stride, at::IntArrayRef padding,
@@ -51,6 +59,7 @@ at::Tensor max_pool2d_backward_cuda(const at::Tensor& grad_output, const at::Ten
 
 TORCH_LIBRARY_IMPL(pycnn, CUDA, m) {
   m.impl("max_pool2d_with_indices", &gpu::max_pool2d_cuda);
+  m.impl("max_pool2d", &gpu::max_pool2d_values_cuda);
   m.impl("max_pool2d_backward", &gpu::max_pool2d_backward_cuda);
 }
 
