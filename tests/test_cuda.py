@@ -370,6 +370,21 @@ def test_max_pool_indices_match_torch(case, dtype):
     assert torch.equal(ours_idx, ref_idx)
 
 
+@needs_gpu
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_max_pool_values_only_matches_with_indices(layout):
+    """max_pool2d where no graph is recorded (pycnn::max_pool2d, the values
+    alone): the with-indices op's output, bit for bit."""
+    x = randn(*POOL_INPUT)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    for options in (dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2, ceil_mode=True)):
+        with torch.no_grad():
+            values = F.max_pool2d(x, **options)
+        assert torch.equal(values, F.max_pool2d(x, return_indices=True, **options)[0]), options
+        assert torch.equal(values, TF.max_pool2d(x, **options)), options
+
+
 def torch_cuda_avg_pool_channels_last_backward_is_wrong():
     """torch's CUDA avg_pool2d backward for channels_last input with padding
     ignored the padding when it mapped input pixels to windows (pytorch#188344,
