@@ -10,7 +10,7 @@
 #      configurations of the GPU-speed targets (scripts/gpu_suite.py), and
 #      prints both tables last; in between, scripts/gpu_profile.py splits
 #      the convolutions' time by tile and kernel (GPU_CHECK_PROFILE=0: skip);
-#      optional: GPU_CHECK_NCU=1 profiles VGG conv3_2's forward under
+#      optional: GPU_CHECK_NCU=1 profiles VGG conv3_2 and ResNet layer1 forwards under
 #      Nsight Compute (scripts/gpu_ncu.py), GPU_CHECK_MMA_PEAK=1 measures
 #      the tensor cores' ceiling through mma.sync (scripts/mma_sync_peak.cu).
 # Each stage has a time limit within an overall budget (GPU_CHECK_BUDGET_S,
@@ -123,8 +123,9 @@ if [[ ${GPU_CHECK_PROFILE:-1} == 1 ]]; then
   cat "$LOG_DIR/gpu_profile.txt" >>"$LOG"
 fi
 
-# Nsight Compute's view of the tensor-core tiles (GPU_CHECK_NCU=1; about 30 s).
+# Nsight Compute's view of the tensor-core and FFMA tiles (GPU_CHECK_NCU=1; about 40 s).
 NCU_METRICS="sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active
+  sm__pipe_fma_cycles_active.avg.pct_of_peak_sustained_active
   l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum
   l1tex__data_pipe_lsu_wavefronts_mem_shared.sum
   smsp__average_warps_issue_stalled_barrier_per_issue_active.ratio
@@ -137,7 +138,7 @@ NCU_METRICS="sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_act
   smsp__average_warps_issue_stalled_lg_throttle_per_issue_active.ratio
   smsp__average_warps_issue_stalled_dispatch_stall_per_issue_active.ratio"
 if [[ ${GPU_CHECK_NCU:-0} == 1 ]] && command -v ncu >/dev/null; then
-  stage "ncu: VGG-16 conv3_2 forward, each tensor-core tile (scripts/gpu_ncu.py)"
+  stage "ncu: VGG-16 conv3_2 forward (f16, TF32) and ResNet layer1 (FFMA) (scripts/gpu_ncu.py)"
   timeout "$(limit 60 100)" ncu --clock-control none --kernel-name regex:igemm \
     --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats \
     --section MemoryWorkloadAnalysis_Tables --section Occupancy --section LaunchStats \
