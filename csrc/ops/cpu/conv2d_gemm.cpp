@@ -357,9 +357,27 @@ void store_band_as(const T* acc, int64_t pixels, int64_t nr, int64_t cols, T* ds
     }
     return;
   }
+  // Where the pixels are one run (NCHW, a row or an image at a time), full
+  // L x L blocks go through the SIMD transpose (with the ReLU in it for
+  // conv2d_relu).
+  int64_t done = 0;
+  const KernelSet<T>& set = kernel_set<T>();
+  const int64_t lanes = set.vector_width;
+  const TransposeFn<T> transpose = kRelu ? set.transpose_relu : set.transpose;
+  if (contiguous && transpose != nullptr && lanes > 1 && cols >= lanes) {
+    const int64_t full_cols = cols / lanes * lanes;
+    T* run = dst + dst_off[0];
+    for (; done + lanes <= pixels; done += lanes) {
+      for (int64_t j0 = 0; j0 < full_cols; j0 += lanes) {
+        transpose(acc + done * nr + j0, nr, run + j0 * channel_stride + done, channel_stride);
+      }
+      for (int64_t j = full_cols; j < cols; ++j)
+        for (int64_t q = done; q < done + lanes; ++q) run[j * channel_stride + q] = value(acc[q * nr + j]);
+    }
+  }
   // Transpose in blocks of pixels small enough to stay in L1.
   constexpr int64_t kBlock = 16;
-  for (int64_t q0 = 0; q0 < pixels; q0 += kBlock) {
+  for (int64_t q0 = done; q0 < pixels; q0 += kBlock) {
     const int64_t q1 = std::min(pixels, q0 + kBlock);
     for (int64_t j = 0; j < cols; ++j) {
       T* column = dst + j * channel_stride;

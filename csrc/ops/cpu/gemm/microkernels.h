@@ -84,6 +84,7 @@ struct KernelSet {
   IndirectKernel<T> shapes[kMaxKernelShapes];  // the tile shapes on offer, widest NR first
   LaneKernel<T> lane[kMaxLaneRows + 1];         // lane[m]: the pixel-lane kernel with MR = m
   TransposeFn<T> transpose = nullptr;           // nullptr where the compiler has no shuffles
+  TransposeFn<T> transpose_relu = nullptr;      // the same, storing relu(x) (conv2d_relu's outputs)
 };
 
 // One set per instruction set and dtype, defined in microkernels_<isa>.cpp.

@@ -23,6 +23,7 @@ KernelSet<T> make_avx2_set() {
   set.shapes[2] = shape<T, 32, 12, 1>();
   fill_lane_kernels<T, 32, 16>(set);
   set.transpose = transpose_for<T, 32>();
+  set.transpose_relu = transpose_for<T, 32, true>();
   return set;
 }
 }  // namespace

@@ -31,6 +31,7 @@ KernelSet<T> make_avx512_set() {
   set.shapes[3] = shape<T, 64, 8, 1>();
   fill_lane_kernels<T, 64, 32>(set);
   set.transpose = transpose_for<T, 64>();
+  set.transpose_relu = transpose_for<T, 64, true>();
   return set;
 }
 }  // namespace

@@ -20,6 +20,7 @@ KernelSet<T> make_generic_set() {
   set.shapes[1] = shape<T, 16, 8, 1>();
   fill_lane_kernels<T, 16, 16>(set);
   set.transpose = transpose_for<T, 16>();
+  set.transpose_relu = transpose_for<T, 16, true>();
   return set;
 }
 }  // namespace

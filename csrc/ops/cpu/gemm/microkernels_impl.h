@@ -155,7 +155,9 @@ inline void transpose_round(V* r, std::integer_sequence<int, Lane...>) {
   }
 }
 
-template <typename T, int Bytes>
+// kRelu: stores relu(x), x < 0 ? 0 : x as relu_value has it (NaN and -0
+// pass unchanged).
+template <typename T, int Bytes, bool kRelu>
 void transpose_tile(const T* __restrict src, int64_t src_stride, T* __restrict dst,
                     int64_t dst_stride) {
   using V = typename VecOf<T, Bytes>::type;
@@ -168,14 +170,18 @@ void transpose_tile(const T* __restrict src, int64_t src_stride, T* __restrict d
   if constexpr (L >= 8) transpose_round<V, T, L, 4>(r, lanes);
   if constexpr (L >= 4) transpose_round<V, T, L, 2>(r, lanes);
   if constexpr (L >= 2) transpose_round<V, T, L, 1>(r, lanes);
+  if constexpr (kRelu) {
+#pragma GCC unroll 16
+    for (int i = 0; i < L; ++i) r[i] = r[i] < V{} ? V{} : r[i];
+  }
 #pragma GCC unroll 16
   for (int i = 0; i < L; ++i) store(dst + i * dst_stride, r[i]);
 }
 
-template <typename T, int Bytes>
-constexpr TransposeFn<T> transpose_for() { return &transpose_tile<T, Bytes>; }
+template <typename T, int Bytes, bool kRelu = false>
+constexpr TransposeFn<T> transpose_for() { return &transpose_tile<T, Bytes, kRelu>; }
 #else
-template <typename T, int Bytes>
+template <typename T, int Bytes, bool kRelu = false>
 constexpr TransposeFn<T> transpose_for() { return nullptr; }
 #endif
 
