@@ -173,9 +173,9 @@ def test_row_widths(op, width, dtype):
 @pytest.mark.parametrize("out_w", [144, 140])
 def test_max_rows_of_calls_larger_than_the_caches(out_w, dtype):
     """Past kLargeCallBytes the NCHW max pool prefetches its input rows and
-    streams its outputs (non-temporal stores where a row's vector is
-    64-byte aligned: every row at out_w 144, every other one at 140): the
-    same bits as every other path, and torch's values and indices."""
+    streams its outputs where every row starts on a 64-byte line (out_w 144;
+    at 140 they are stored plainly): the same bits as every other path, and
+    torch's values and indices."""
     x = randn(2, 32, 2 * 160, 2 * out_w + 1, dtype=dtype)  # 2x2 windows; the last column unused
     assert x.nbytes >= 16 << 20 and x.numel() // 4 * (x.element_size() + 8) >= 16 << 20
     options = dict(kernel_size=2)
