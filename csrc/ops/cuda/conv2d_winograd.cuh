@@ -315,6 +315,51 @@ inline bool winograd_applies(const Conv2dShape& s, bool input_grad) {
   return winograd_sizes_fit(s.batch, s.in_channels, s.out_channels, s.out_h, s.out_w);
 }
 
+// The 2x2 output tiles of `batch` images of out_h x out_w.
+inline WinogradTiles winograd_tiles(int64_t batch, int64_t out_h, int64_t out_w) {
+  WinogradTiles t{};
+  t.tiles_h = int((out_h + 1) / 2), t.tiles_w = int((out_w + 1) / 2);
+  t.count = int(batch) * t.tiles_h * t.tiles_w;
+  return t;
+}
+
+// A [16][channels][tiles] (or, tile_major, [tiles][16][channels]) buffer
+// seen as the GEMMs' operand: [tiles, 16 channels, 1, 1], 16 groups.
+inline at::Tensor tiles_as_pixels(const at::Tensor& buf, const WinogradTiles& t, int64_t channels,
+                                  bool tile_major) {
+  return buf.as_strided({t.count, 16 * channels, 1, 1},
+                        tile_major ? std::vector<int64_t>{16 * channels, 1, 1, 1}
+                                   : std::vector<int64_t>{1, t.count, 1, 1});
+}
+
+// The 16 products as a grouped 1x1 convolution: tiles as its pixels.
+inline Conv2dShape products_shape(const WinogradTiles& t, int64_t cin, int64_t cout) {
+  Conv2dShape s{};
+  s.batch = t.count, s.in_channels = 16 * cin, s.in_h = s.in_w = 1;
+  s.out_channels = 16 * cout, s.kernel_h = s.kernel_w = 1, s.out_h = s.out_w = 1;
+  s.stride_h = s.stride_w = s.dilation_h = s.dilation_w = 1;
+  s.groups = 16;
+  return s;
+}
+
+// V = B^T d B of every tile and channel of `input` (layout following it),
+// seen as the GEMMs' activation.
+template <class L>
+at::Tensor winograd_input(const at::Tensor& input, const WinogradTiles& t, int64_t pad_h,
+                          int64_t pad_w, L& launcher) {
+  const int64_t cin = input.size(1);
+  at::Tensor v_buf = launcher.empty({16 * int64_t(t.count) * cin}, at::kFloat);
+  WinogradTiles tv = t;
+  tv.tile_major = is_channels_last(input);
+  launcher.elementwise(
+      WinogradInputTransform<float>{input.const_data_ptr<float>(), strides32_of(input),
+                                    v_buf.mutable_data_ptr<float>(), tv,
+                                    WinogradItems::make(tv, int(cin)), int(cin),
+                                    int(input.size(2)), int(input.size(3)), int(pad_h), int(pad_w)},
+      int64_t(t.count) * cin);
+  return tiles_as_pixels(v_buf, t, cin, tv.tile_major);
+}
+
 // Forward convolution by F(2x2, 3x3): output = conv(input, weight) + bias
 // (with relu, max(that, 0)), stride 1, padding (pad_h, pad_w); `transposed`:
 // the weight is read as the 180-degree rotation of its transpose (grad_input).
@@ -322,26 +367,11 @@ template <class L>
 void winograd_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                    const at::Tensor& output, int64_t pad_h, int64_t pad_w, bool transposed,
                    L& launcher, int tile, bool relu) {
-  const int64_t batch = input.size(0), cin = input.size(1), in_h = input.size(2), in_w = input.size(3);
+  const int64_t cin = input.size(1);
   const int64_t cout = output.size(1), out_h = output.size(2), out_w = output.size(3);
-  WinogradTiles t;
-  t.tiles_h = int((out_h + 1) / 2), t.tiles_w = int((out_w + 1) / 2);
-  t.count = int(batch) * t.tiles_h * t.tiles_w;
-  const bool in_major = is_channels_last(input), out_major = is_channels_last(output);
-
-  // V, and its view as the GEMM's activation: [tiles, 16 C, 1, 1], 16 groups.
-  at::Tensor v_buf = launcher.empty({16 * int64_t(t.count) * cin}, at::kFloat);
-  WinogradTiles tv = t;
-  tv.tile_major = in_major;
-  launcher.elementwise(
-      WinogradInputTransform<float>{input.const_data_ptr<float>(), strides32_of(input),
-                                    v_buf.mutable_data_ptr<float>(), tv,
-                                    WinogradItems::make(tv, int(cin)), int(cin), int(in_h),
-                                    int(in_w), int(pad_h), int(pad_w)},
-      int64_t(t.count) * cin);
-  const std::vector<int64_t> v_strides =
-      in_major ? std::vector<int64_t>{16 * cin, 1, 1, 1} : std::vector<int64_t>{1, t.count, 1, 1};
-  const at::Tensor v = v_buf.as_strided({t.count, 16 * cin, 1, 1}, v_strides);
+  const WinogradTiles t = winograd_tiles(input.size(0), out_h, out_w);
+  const bool out_major = is_channels_last(output);
+  const at::Tensor v = winograd_input(input, t, pad_h, pad_w, launcher);
 
   // U as a [16 K, C, 1, 1] weight: group e's output channels e K .. e K + K - 1.
   at::Tensor u = launcher.empty({16 * cout, cin, 1, 1}, at::kFloat);
@@ -351,15 +381,9 @@ void winograd_conv(const at::Tensor& input, const at::Tensor& weight, const at::
       cout * cin);
 
   at::Tensor m_buf = launcher.empty({16 * int64_t(t.count) * cout}, at::kFloat);
-  const std::vector<int64_t> m_strides =
-      out_major ? std::vector<int64_t>{16 * cout, 1, 1, 1} : std::vector<int64_t>{1, t.count, 1, 1};
-  const at::Tensor m = m_buf.as_strided({t.count, 16 * cout, 1, 1}, m_strides);
-  Conv2dShape s16{};
-  s16.batch = t.count, s16.in_channels = 16 * cin, s16.in_h = s16.in_w = 1;
-  s16.out_channels = 16 * cout, s16.kernel_h = s16.kernel_w = 1, s16.out_h = s16.out_w = 1;
-  s16.stride_h = s16.stride_w = s16.dilation_h = s16.dilation_w = 1;
-  s16.groups = 16;
-  conv_forward_fast<SimtKernels>(v, u, at::Tensor(), m, s16, launcher, tile, false);
+  const at::Tensor m = tiles_as_pixels(m_buf, t, cout, out_major);
+  conv_forward_fast<SimtKernels>(v, u, at::Tensor(), m, products_shape(t, cin, cout), launcher,
+                                 tile, false);
 
   WinogradTiles tm = t;
   tm.tile_major = out_major;
@@ -379,26 +403,11 @@ template <class L>
 int64_t winograd_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
                              const at::Tensor& grad_weight, int64_t pad_h, int64_t pad_w,
                              L& launcher, int tile) {
-  const int64_t batch = input.size(0), cin = input.size(1), in_h = input.size(2), in_w = input.size(3);
+  const int64_t cin = input.size(1);
   const int64_t cout = grad_output.size(1), out_h = grad_output.size(2), out_w = grad_output.size(3);
-  WinogradTiles t;
-  t.tiles_h = int((out_h + 1) / 2), t.tiles_w = int((out_w + 1) / 2);
-  t.count = int(batch) * t.tiles_h * t.tiles_w;
-  const bool in_major = is_channels_last(input), go_major = is_channels_last(grad_output);
-
-  // V as the GEMM's input: [tiles, 16 C, 1, 1], 16 groups (as the forward's).
-  at::Tensor v_buf = launcher.empty({16 * int64_t(t.count) * cin}, at::kFloat);
-  WinogradTiles tv = t;
-  tv.tile_major = in_major;
-  launcher.elementwise(
-      WinogradInputTransform<float>{input.const_data_ptr<float>(), strides32_of(input),
-                                    v_buf.mutable_data_ptr<float>(), tv,
-                                    WinogradItems::make(tv, int(cin)), int(cin), int(in_h),
-                                    int(in_w), int(pad_h), int(pad_w)},
-      int64_t(t.count) * cin);
-  const at::Tensor v = v_buf.as_strided(
-      {t.count, 16 * cin, 1, 1},
-      in_major ? std::vector<int64_t>{16 * cin, 1, 1, 1} : std::vector<int64_t>{1, t.count, 1, 1});
+  const WinogradTiles t = winograd_tiles(input.size(0), out_h, out_w);
+  const bool go_major = is_channels_last(grad_output);
+  const at::Tensor v = winograd_input(input, t, pad_h, pad_w, launcher);  // the GEMM's input
 
   // Gt as the GEMM's grad_output: [tiles, 16 K, 1, 1].
   at::Tensor gt_buf = launcher.empty({16 * int64_t(t.count) * cout}, at::kFloat);
@@ -410,18 +419,12 @@ int64_t winograd_weight_grad(const at::Tensor& grad_output, const at::Tensor& in
                                          tg, WinogradItems::make(tg, int(cout)), int(cout),
                                          int(out_h), int(out_w)},
       int64_t(t.count) * cout);
-  const at::Tensor gt = gt_buf.as_strided(
-      {t.count, 16 * cout, 1, 1},
-      go_major ? std::vector<int64_t>{16 * cout, 1, 1, 1} : std::vector<int64_t>{1, t.count, 1, 1});
+  const at::Tensor gt = tiles_as_pixels(gt_buf, t, cout, go_major);
 
   // M: the grouped 1x1 convolution's weight gradient, [16 K, C, 1, 1].
   at::Tensor m = launcher.empty({16 * cout, cin, 1, 1}, at::kFloat);
-  Conv2dShape s16{};
-  s16.batch = t.count, s16.in_channels = 16 * cin, s16.in_h = s16.in_w = 1;
-  s16.out_channels = 16 * cout, s16.kernel_h = s16.kernel_w = 1, s16.out_h = s16.out_w = 1;
-  s16.stride_h = s16.stride_w = s16.dilation_h = s16.dilation_w = 1;
-  s16.groups = 16;
-  const int64_t splits = conv_weight_backward_fast<SimtKernels>(gt, v, m, s16, launcher, tile);
+  const int64_t splits =
+      conv_weight_backward_fast<SimtKernels>(gt, v, m, products_shape(t, cin, cout), launcher, tile);
 
   launcher.elementwise(
       WinogradWeightGradTransform<float>{m.const_data_ptr<float>(),
