@@ -149,6 +149,10 @@ PyObject* output_cache_info(PyObject*, PyObject*) {
                        static_cast<Py_ssize_t>(pycnn::large_block_cache_limit()));
 }
 
+PyObject* max_pool_reference_fallbacks(PyObject*, PyObject*) {
+  return PyLong_FromLongLong(pycnn::max_pool_reference_fallbacks());
+}
+
 PyObject* release_output_cache(PyObject*, PyObject*) {
   pycnn::release_large_blocks();
   Py_RETURN_NONE;
@@ -193,6 +197,8 @@ PyMethodDef methods[] = {
      "(bytes held by freed large CPU outputs, the most the cache keeps)."},
     {"release_output_cache", release_output_cache, METH_NOARGS,
      "Frees the cached blocks of large CPU outputs."},
+    {"max_pool_reference_fallbacks", max_pool_reference_fallbacks, METH_NOARGS,
+     "Test hook: how many dense CPU max-pool gradients fell back to the reference loops."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "pycnn's compiled operators.", -1,

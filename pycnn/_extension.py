@@ -56,6 +56,14 @@ def release_output_cache() -> None:
     _C.release_output_cache()
 
 
+def max_pool_reference_fallbacks() -> int:
+    """Test hook: how many max-pool gradients of dense CPU tensors fell back
+    to the reference loops because an index named no tap of its window.
+    Indices from a forward never should; a fallback gives the same numbers,
+    only slower, so tests watch this count."""
+    return _C.max_pool_reference_fallbacks()
+
+
 def set_poison_outputs(enabled: bool) -> None:
     """Test mode: kernels' outputs start as NaN (indices as -1), so that an
     element a kernel fails to write cannot pass a comparison by luck."""

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as TF
 
 import pycnn
-from pycnn import functional as F
+from pycnn import _extension, functional as F
 from checks import DTYPE_IDS, DTYPES, channels_last, compare_with_torch, layout_of
 from conftest import SUPPORTED_ISAS
 
@@ -89,7 +89,11 @@ def run(op, x, layout, options, grad_seed=0):
         assert_bitwise_equal(values.contiguous(), out.detach().contiguous(),
                              f"{op} {options} {layout}: the values-only forward")
     g = torch.randn(out.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(grad_seed))
+    fallbacks = _extension.max_pool_reference_fallbacks()
     (grad,) = torch.autograd.grad(out, leaf, g)
+    assert _extension.max_pool_reference_fallbacks() == fallbacks, (
+        f"{op} {options} {layout} ({pycnn.cpu_isa()}): the gradient of a forward's own indices "
+        "fell back to the reference loops")
     return out.detach(), idx, grad
 
 
@@ -452,14 +456,20 @@ def reference_scatter(grad_output, indices, input_shape):
     return flat.view(n, c, h, w)
 
 
+# Wide pixels (channels_last gathers) and, in NCHW, 8-wide rows (scatter)
+# and 48-wide rows (the 2-wide gather and its blocks of 2L inputs).
+BAD_INDEX_SHAPES = [(2, 40, 8, 8), (2, 3, 6, 48)]
+
+
 @dtypes
 @layouts
+@pytest.mark.parametrize("shape", BAD_INDEX_SHAPES)
 @pytest.mark.parametrize("op", ["max", "adaptive_max"])
-def test_max_gradient_indices_outside_their_window(op, layout, dtype):
+def test_max_gradient_indices_outside_their_window(op, shape, layout, dtype):
     """Indices that no forward gives (inside the plane, outside the output's
     window) make the vector paths fall back to the reference scatter, which
     adds each gradient wherever its index points."""
-    x = randn(2, 40, 8, 8, dtype=dtype)
+    x = randn(*shape, dtype=dtype)
     if layout == "channels_last":
         x = channels_last(x)
     if op == "max":
@@ -467,8 +477,9 @@ def test_max_gradient_indices_outside_their_window(op, layout, dtype):
     else:
         out, idx = ops.adaptive_max_pool2d(x, [3, 3])
     idx = idx.clone()
-    idx[1, 7, 2, 1] = 0
-    idx[0, 39, 0, 0] = 63
+    plane = shape[2] * shape[3]
+    idx[1, shape[1] - 1, 2, 1] = 0
+    idx[0, 2, 0, 0] = plane - 1
     g = torch.randn_like(out)
     for isa in SUPPORTED_ISAS:
         pycnn.set_cpu_isa(isa)
@@ -482,16 +493,22 @@ def test_max_gradient_indices_outside_their_window(op, layout, dtype):
 
 
 @layouts
-def test_max_gradient_index_outside_the_plane_raises(layout):
-    x = randn(2, 40, 8, 8, dtype=torch.float32)
+@pytest.mark.parametrize("shape", BAD_INDEX_SHAPES)
+@pytest.mark.parametrize("bad", ["plane", "-1", "tap + 2**32", "tap - 2**32"])
+def test_max_gradient_index_outside_the_plane_raises(bad, shape, layout):
+    """Including indices whose low 32 bits name the right tap."""
+    x = randn(*shape, dtype=torch.float32)
     if layout == "channels_last":
         x = channels_last(x)
     out, idx = ops.max_pool2d_with_indices(x, [2, 2], [2, 2], [0, 0], [1, 1], False)
     idx = idx.clone()
-    idx[1, 30, 3, 2] = 64
+    plane = shape[2] * shape[3]
+    index = eval(bad, {"plane": plane, "tap": int(idx[1, 2, 1, 1])})
+    idx[1, 2, 1, 1] = index
     for isa in SUPPORTED_ISAS:
         pycnn.set_cpu_isa(isa)
-        with pytest.raises(RuntimeError, match="index 64 is outside the input plane of 8 x 8"):
+        with pytest.raises(RuntimeError, match=f"index {index} is outside the input plane of "
+                                               f"{shape[2]} x {shape[3]}"):
             ops.max_pool2d_backward(torch.ones_like(out), idx, x.shape, [2, 2], [2, 2],
                                               [0, 0], [1, 1], False)
 

@@ -32,4 +32,10 @@ int cuda_conv_tile() { return conv_tile.load(); }
 void set_cpu_conv_kernels(int k) { cpu_kernels.store(k); }
 int cpu_conv_kernels() { return cpu_kernels.load(); }
 
+namespace {
+std::atomic<long long> max_pool_fallbacks{0};
+}  // namespace
+void count_max_pool_reference_fallback() { max_pool_fallbacks.fetch_add(1); }
+long long max_pool_reference_fallbacks() { return max_pool_fallbacks.load(); }
+
 }  // namespace pycnn

@@ -41,4 +41,11 @@ int cpu_conv_kernels();
 void set_cuda_conv_tile(int tile);
 int cuda_conv_tile();
 
+// Counts the max-pool gradients of dense CPU tensors that fell back to the
+// reference loops because some index named no tap of its own window.  The
+// indices a forward gives never do, so tests check that the vector paths
+// accepted them (a fallback gives the same numbers, only slower).
+void count_max_pool_reference_fallback();
+long long max_pool_reference_fallbacks();
+
 }  // namespace pycnn

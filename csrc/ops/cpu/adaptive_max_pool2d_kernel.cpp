@@ -9,6 +9,7 @@
 
 #include "../../shape.h"
 #include "../pool2d.h"
+#include "../settings.h"
 #include "pool2d_cpu.h"
 #include "strides.h"
 
@@ -137,7 +138,10 @@ at::Tensor adaptive_max_pool2d_backward_cpu(const at::Tensor& grad_output,
                        ? max_pool_backward_gather(grad_output, indices, grad_input, layout, p)
                        : max_pool_backward_scatter(grad_output, indices, grad_input, layout, p,
                                                    adaptive_row_bands(s)));
-  if (!ok) adaptive_max_pool2d_backward_strided(grad_output, indices, grad_input, s);
+  if (!ok) {
+    if (layout != PoolLayout::strided) count_max_pool_reference_fallback();
+    adaptive_max_pool2d_backward_strided(grad_output, indices, grad_input, s);
+  }
   return grad_input;
 }
 

@@ -8,6 +8,7 @@
 
 #include "../../shape.h"
 #include "../pool2d.h"
+#include "../settings.h"
 #include "pool2d_cpu.h"
 #include "strides.h"
 
@@ -192,8 +193,10 @@ at::Tensor max_pool2d_backward_cpu(const at::Tensor& grad_output, const at::Tens
            ? max_pool_backward_gather(grad_output, indices, grad_input, layout, p)
            : max_pool_backward_scatter(grad_output, indices, grad_input, layout, p,
                                        max_pool_row_bands(s)));
-  if (!ok)
+  if (!ok) {
+    if (layout != PoolLayout::strided) count_max_pool_reference_fallback();
     max_pool2d_backward_strided(grad_output, indices, grad_input, s);
+  }
   return grad_input;
 }
 

@@ -22,7 +22,8 @@
 //   V load(p, n): p[j]        load_stride2(p, n): p[2j]
 //   store(p, n, v)            store_index(p, n, i) (as int64)
 //   kStreams: whether S has stream(p, v), stream_index(p, i) (non-temporal
-//     stores of a full vector to a 64-byte boundary) and stream_fence()
+//     stores of a full vector to a boundary of its size, kStreamAlign) and
+//     stream_fence()
 //   add_to(p, n, v): p[j] += v[j]    add_to_stride2(p, n, v): p[2j] += v[j]
 //   M better(v, best): v > best or v is NaN       V select(m, a, b), I select_index(m, a, b): m ? b : a
 //   I index1(x): all lanes x     index_iota(step): lane j = j*step      index_add(I, I)
@@ -31,6 +32,9 @@
 //   V add_where(m, acc, v): acc + v where m, else acc      int64_t count(m): lanes set
 //   M lanes_between(lo, hi): lanes j with lo <= j < hi
 //   V load_pairs(p, n): lane j = p[j/2]     M index64_equal_pairs(p, n, i): p[j/2] == i[j], j < n
+//   kPairBlocks: whether S has PairTally, pair_tally(), gather_pair_block(go, ix, first, &lo,
+//     &hi, &tally) (lane j of lo:hi = go[j/2] where ix[j/2] == first + j, else 0, for 2L
+//     lanes) and pair_matches(tally) (the matches, or -1 for an index outside int32)
 //   transpose(src, src_stride, rows, cols, dst, dst_stride): dst[c*dst_stride + r] =
 //     src[r*src_stride + c] for r < rows, c < cols <= L (T-sized elements; L > 1 only);
 //   transpose_tile(src, src_stride, rows, cols, V* column): the same into registers
@@ -83,6 +87,7 @@ struct ScalarLanes {
   static V load_stride2(const T* p, int64_t) { return *p; }
   static void store(T* p, int64_t, V v) { *p = v; }
   static void store_index(int64_t* p, int64_t, I i) { *p = i; }
+  static constexpr bool kPairBlocks = false;
   static constexpr bool kStreams = false;
   static void add_to(T* p, int64_t, V v) { *p += v; }
   static void add_to_stride2(T* p, int64_t, V v) { *p += v; }
@@ -293,11 +298,17 @@ inline void prefetch_window_rows(const T* in, const PoolParams& p, int64_t r) {
   for (const char* q = first; q < last; q += 64) __builtin_prefetch(q, 0, 0);
 }
 
+// The alignment a non-temporal store of one vector needs: its size (the
+// rows callers stream start on 64-byte lines, so every full vector of them
+// streams, not only those on a line's first byte).
+template <class S>
+constexpr uintptr_t kStreamAlign = sizeof(typename S::V);
+
 // A store of values, non-temporal under the same conditions as below.
 template <class S>
 inline void store_values(typename S::T* dst, int64_t n, typename S::V v, bool stream) {
   if constexpr (S::kStreams) {
-    if (stream && n == S::L && (reinterpret_cast<uintptr_t>(dst) & 63) == 0) {
+    if (stream && n == S::L && (reinterpret_cast<uintptr_t>(dst) & (kStreamAlign<S> - 1)) == 0) {
       S::stream(dst, v);
       return;
     }
@@ -308,7 +319,7 @@ inline void store_values(typename S::T* dst, int64_t n, typename S::V v, bool st
 // Stores of a full vector's values and indices, non-temporal where the
 // caller asked (PoolParams::stream_stores: outputs far larger than the
 // caches, where a plain store first reads each line it will overwrite) and
-// S can: full vectors on 64-byte boundaries.  Callers that stream end with
+// S can: full vectors on kStreamAlign boundaries.  Callers that stream end with
 // S::stream_fence(), so the stores are visible when the threads join.
 template <class S>
 inline void store_values_and_indices(typename S::T* dst, int64_t* dst_index, int64_t n,
@@ -316,7 +327,7 @@ inline void store_values_and_indices(typename S::T* dst, int64_t* dst_index, int
   if (dst_index == nullptr) return store_values<S>(dst, n, v, stream);
   if constexpr (S::kStreams) {
     const uintptr_t addresses = reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(dst_index);
-    if (stream && n == S::L && (addresses & 63) == 0) {
+    if (stream && n == S::L && (addresses & (kStreamAlign<S> - 1)) == 0) {
       S::stream(dst, v);
       S::stream_index(dst_index, i);
       return;
@@ -963,6 +974,24 @@ void max_backward_nchw(const typename S::T* grad_out, const int64_t* indices,
       };
       int64_t iw = 0;
       if (p.pad_w % 2 == 1) chunk(iw++, 1);  // aligns the vectors to whole outputs
+      if constexpr (S::kPairBlocks) {
+        // Whole blocks of 2L inputs whose L outputs all exist.
+        typename S::PairTally tally = S::pair_tally();
+        for (; iw + 2 * S::L <= p.in_w && (iw + p.pad_w) / 2 + S::L <= p.out_w; iw += 2 * S::L) {
+          typename S::V lo, hi;
+          const int64_t ow = (iw + p.pad_w) / 2;
+          S::gather_pair_block(go + ow, ix + ow, ih * p.in_w + iw, &lo, &hi, &tally);
+          store_values<S>(row + iw, S::L, lo, p.stream_stores);
+          store_values<S>(row + iw + S::L, S::L, hi, p.stream_stores);
+        }
+        const int64_t found = S::pair_matches(tally);
+        if (found < 0) {  // an index no plane holds: the caller falls back
+          if (p.stream_stores) S::stream_fence();
+          *matches = -1;
+          return;
+        }
+        count += found;
+      }
       for (; iw < p.in_w; iw += S::L) chunk(iw, min_i64(S::L, p.in_w - iw));
     }
   }
