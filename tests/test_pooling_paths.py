@@ -89,6 +89,9 @@ def run(op, x, layout, options, grad_seed=0):
         assert_bitwise_equal(values.contiguous(), out.detach().contiguous(),
                              f"{op} {options} {layout}: the values-only forward")
     g = torch.randn(out.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(grad_seed))
+    # In the output's layout, as a loss's gradient would come: grad_input
+    # follows grad_output's layout, so an NCHW g would take the NCHW kernels.
+    g = torch.empty_like(out).copy_(g)
     fallbacks = _extension.max_pool_reference_fallbacks()
     (grad,) = torch.autograd.grad(out, leaf, g)
     assert _extension.max_pool_reference_fallbacks() == fallbacks, (
@@ -431,6 +434,28 @@ def test_max_gradient_gather_and_scatter(layout, dtype):
         x = randn(2, channels, 11, 10, dtype=dtype)
         check_paths_agree("max", x, options, what=f"{channels} channels")
         check_against_torch("max", x.double(), options, dtype, layout)
+
+
+@dtypes
+def test_max_gradient_tiles_channels_last(dtype):
+    """Windows that tile the input (kernel == stride, no padding) on pixels of
+    32 channels or more: each output writes its whole window (where the ISA
+    has that kernel).  Remainder rows and columns no window covers, blocks of
+    channels past 1024, non-square windows, ceil_mode with and without a
+    partial window, and adaptive pooling that divides evenly."""
+    cases = [(32, "max", dict(kernel_size=2, stride=2)),
+             (40, "max", dict(kernel_size=3, stride=3)),
+             (67, "max", dict(kernel_size=(2, 3), stride=(2, 3))),
+             (33, "max", dict(kernel_size=2, stride=2, ceil_mode=True)),
+             (36, "max", dict(kernel_size=(3, 2), stride=(3, 2), ceil_mode=True)),
+             (1100, "max", dict(kernel_size=2, stride=2)),
+             (48, "adaptive_max", dict(output_size=(3, 2))),
+             (64, "adaptive_max", dict(output_size=1))]
+    for channels, op, options in cases:
+        x = randn(2, channels, 9, 8 if op == "adaptive_max" else 11, dtype=dtype)
+        check_paths_agree(op, x, options, what=f"{channels} channels")
+        check_against_torch(op, x.double(), options, dtype, "channels_last",
+                            what=f"{channels} channels")
 
 
 @dtypes

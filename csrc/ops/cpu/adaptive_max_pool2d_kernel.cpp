@@ -134,7 +134,7 @@ at::Tensor adaptive_max_pool2d_backward_cpu(const at::Tensor& grad_output,
   const PoolLayout layout = pool_layout(grad_input, s.in_h, s.in_w, s.out_h, s.out_w);
   PoolParams p = adaptive_pool_params(s);
   const bool ok = layout != PoolLayout::strided &&
-                  (adaptive_as_plain(&p) && prefer_gather(layout, p)
+                  (adaptive_as_plain(&p) && prefer_gather(layout, p, grad_output.scalar_type())
                        ? max_pool_backward_gather(grad_output, indices, grad_input, layout, p)
                        : max_pool_backward_scatter(grad_output, indices, grad_input, layout, p,
                                                    adaptive_row_bands(s)));

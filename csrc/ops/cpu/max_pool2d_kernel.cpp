@@ -189,7 +189,7 @@ at::Tensor max_pool2d_backward_cpu(const at::Tensor& grad_output, const at::Tens
                     reinterpret_cast<uintptr_t>(grad_input.const_data_ptr()) % 64 == 0;
   const bool ok =
       layout != PoolLayout::strided &&
-      (prefer_gather(layout, p)
+      (prefer_gather(layout, p, grad_output.scalar_type())
            ? max_pool_backward_gather(grad_output, indices, grad_input, layout, p)
            : max_pool_backward_scatter(grad_output, indices, grad_input, layout, p,
                                        max_pool_row_bands(s)));

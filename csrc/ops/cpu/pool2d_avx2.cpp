@@ -1,5 +1,5 @@
 // The pooling kernels for CPUs with AVX2: 8 floats or 4 doubles a vector;
-// the ends of rows use AVX masked loads and stores.  Compiled with a
+// the ends of rows use AVX masked loads and piecewise stores.  Compiled with a
 // function-level target, so the library still runs on CPUs without AVX2;
 // cpu_features.h decides at run time whether this is used.
 #if defined(__x86_64__)
@@ -16,6 +16,40 @@
 
 namespace pycnn {
 namespace {
+
+// Stores of a vector's first n lanes (n below a full vector), in 16-, 8- and
+// 4-byte pieces rather than with vmaskmov: AMD's Zen cores run the store form
+// of vmaskmov as a long microcoded sequence.  (Six-channel channels_last
+// pixels, LeNet's, end every pixel with such a store: the classic S2 average
+// pool's backward took 0.45-0.7 ms with vmaskmov against torch's 0.34-0.38.)
+inline void store_first_lanes(float* p, int64_t n, __m256 v) {
+  __m128 part = _mm256_castps256_ps128(v);
+  if (n >= 4) {
+    _mm_storeu_ps(p, part);
+    part = _mm256_extractf128_ps(v, 1);
+    p += 4;
+    n -= 4;
+  }
+  if (n >= 2) {
+    _mm_storel_pi(reinterpret_cast<__m64*>(p), part);
+    part = _mm_movehl_ps(part, part);
+    p += 2;
+    n -= 2;
+  }
+  if (n >= 1) _mm_store_ss(p, part);
+}
+// The same for 64-bit lanes (doubles or int64), n < 4.
+inline void store_first_lanes64(void* p, int64_t n, __m256i v) {
+  char* q = static_cast<char*>(p);
+  __m128i part = _mm256_castsi256_si128(v);
+  if (n >= 2) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q), part);
+    part = _mm256_extracti128_si256(v, 1);
+    q += 16;
+    n -= 2;
+  }
+  if (n >= 1) _mm_storel_epi64(reinterpret_cast<__m128i*>(q), part);
+}
 
 struct Avx2F32 {
   using T = float;
@@ -44,7 +78,7 @@ struct Avx2F32 {
   }
   static void masked_store(T* p, int64_t n, V v) {
     if (n >= 8) _mm256_storeu_ps(p, v);
-    else _mm256_maskstore_ps(p, first_bits(n), v);
+    else store_first_lanes(p, n, v);
   }
   static V even_of(V lo, V hi) {
     return _mm256_castpd_ps(
@@ -79,8 +113,12 @@ struct Avx2F32 {
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), lo);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 4), hi);
     } else {
-      _mm256_maskstore_epi64(reinterpret_cast<long long*>(p), first_bits64(n), lo);
-      _mm256_maskstore_epi64(reinterpret_cast<long long*>(p + 4), first_bits64(n - 4), hi);
+      if (n >= 4) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), lo);
+        store_first_lanes64(p + 4, n - 4, hi);
+      } else {
+        store_first_lanes64(p, n, lo);
+      }
     }
   }
   static void add_to(T* p, int64_t n, V v) { masked_store(p, n, _mm256_add_ps(masked_load(p, n), v)); }
@@ -143,24 +181,39 @@ struct Avx2F32 {
                                                 _mm256_cvtepi32_epi64(_mm256_extracti128_si256(i, 1))));
     return even_of(_mm256_castsi256_ps(lo), _mm256_castsi256_ps(hi));
   }
-  // Pair blocks for the NCHW 2-wide max-pool gradient: 8 outputs at once
-  // feed 16 input lanes.  The indices are narrowed to int32 once per 8
-  // (planes fit int32); `seen` collects their raw bits so that any index
-  // outside [0, 2^31) still fails the match count.  Measured on Zen 3
-  // against one index64_equal_pairs chunk per 8 inputs: see the kernel.
-  static constexpr bool kPairBlocks = true;
-  struct PairTally {
+  // Indices narrowed to int32 (planes fit int32) once per vector for the
+  // max-pool gradients' blocks (pool2d_simd_kernels.h, kNarrowIndices).
+  // The tally counts the matches lane by lane and ORs the raw indices into
+  // `seen`, so that any index outside [0, 2^31) still fails the match count.
+  static constexpr bool kNarrowIndices = true;
+  struct IndexTally {
     __m256i hits, seen;
   };
-  static PairTally pair_tally() { return {_mm256_setzero_si256(), _mm256_setzero_si256()}; }
-  static void gather_pair_block(const T* go, const int64_t* ix, int64_t first, V* lo, V* hi,
-                                PairTally* tally) {
-    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ix));
-    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ix + 4));
+  static IndexTally index_tally() { return {_mm256_setzero_si256(), _mm256_setzero_si256()}; }
+  static I narrow_pair(__m256i a, __m256i b, IndexTally* tally) {
     tally->seen = _mm256_or_si256(tally->seen, _mm256_or_si256(a, b));
     const __m256i low_halves = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
-    const __m256i index = _mm256_blend_epi32(_mm256_permutevar8x32_epi32(a, low_halves),
-                                             _mm256_permutevar8x32_epi32(b, low_halves), 0xF0);
+    return _mm256_blend_epi32(_mm256_permutevar8x32_epi32(a, low_halves),
+                              _mm256_permutevar8x32_epi32(b, low_halves), 0xF0);
+  }
+  static I narrow_indices(const int64_t* ix, int64_t n, IndexTally* tally) {
+    if (n >= 8)
+      return narrow_pair(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ix)),
+                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ix + 4)), tally);
+    const auto* q = reinterpret_cast<const long long*>(ix);
+    return narrow_pair(_mm256_maskload_epi64(q, first_bits64(n)),
+                       _mm256_maskload_epi64(q + 4, first_bits64(n - 4)), tally);
+  }
+  // Lanes j < n whose index is `pixel`, counted.
+  static M index_hit(I index, int64_t pixel, int64_t n, IndexTally* tally) {
+    __m256i hit = _mm256_cmpeq_epi32(index, _mm256_set1_epi32(static_cast<int32_t>(pixel)));
+    if (n < 8) hit = _mm256_and_si256(hit, first_bits(n));
+    tally->hits = _mm256_sub_epi32(tally->hits, hit);
+    return _mm256_castsi256_ps(hit);
+  }
+  static void gather_pair_block(const T* go, const int64_t* ix, int64_t first, V* lo, V* hi,
+                                IndexTally* tally) {
+    const I index = narrow_indices(ix, 8, tally);
     const __m256i first_pairs = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
     const __m256i second_pairs = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
     const __m256i expected = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(first)), lane_ids());
@@ -177,7 +230,7 @@ struct Avx2F32 {
                                               _mm256_permutevar8x32_ps(g, second_pairs)));
   }
   // The tally's match count, or -1 where some index had bits 31..63 set.
-  static int64_t pair_matches(const PairTally& tally) {
+  static int64_t index_matches(const IndexTally& tally) {
     if (!_mm256_testz_si256(tally.seen, _mm256_set1_epi64x(int64_t(-1) << 31))) return -1;
     alignas(32) int32_t lanes[8];
     _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), tally.hits);
@@ -247,7 +300,7 @@ struct Avx2F64 {
   }
   static void masked_store(T* p, int64_t n, V v) {
     if (n >= 4) _mm256_storeu_pd(p, v);
-    else _mm256_maskstore_pd(p, first_bits(n), v);
+    else store_first_lanes64(p, n, _mm256_castpd_si256(v));
   }
   static V even_of(V lo, V hi) { return _mm256_permute4x64_pd(_mm256_unpacklo_pd(lo, hi), 0xD8); }
   static V odd_of(V lo, V hi) { return _mm256_permute4x64_pd(_mm256_unpackhi_pd(lo, hi), 0xD8); }
@@ -261,14 +314,14 @@ struct Avx2F64 {
     return even_of(masked_load(p, 2 * n - 1), masked_load(p + 4, 2 * n - 5));
   }
   static void store(T* p, int64_t n, V v) { masked_store(p, n, v); }
-  static constexpr bool kPairBlocks = false;
+  static constexpr bool kNarrowIndices = false;
   static constexpr bool kStreams = true;
   static void stream(T* p, V v) { _mm256_stream_pd(p, v); }
   static void stream_index(int64_t* p, I i) { _mm256_stream_si256(reinterpret_cast<__m256i*>(p), i); }
   static void stream_fence() { _mm_sfence(); }
   static void store_index(int64_t* p, int64_t n, I i) {
     if (n >= 4) _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), i);
-    else _mm256_maskstore_epi64(reinterpret_cast<long long*>(p), first_bits(n), i);
+    else store_first_lanes64(p, n, i);
   }
   static void add_to(T* p, int64_t n, V v) { masked_store(p, n, _mm256_add_pd(masked_load(p, n), v)); }
   static void add_to_stride2(T* p, int64_t n, V v) {

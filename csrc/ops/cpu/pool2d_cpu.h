@@ -50,13 +50,15 @@ void parallel_rows(int64_t rows, int64_t work_per_row, const F& f) {
 
 // Whether max_pool_backward_gather applies and beats the scatter: windows
 // that do not overlap, and for nchw 2 wide at stride 2 along w (VGG's 2x2)
-// on rows of 32 or more, for nhwc pixels wide enough to fill vectors.  Elsewhere the gather's work
+// on rows of 32 or more, for nhwc pixels wide enough to fill vectors, or
+// any pixels where the windows tile the input and the ISA has the tiles
+// kernel.  Elsewhere the gather's work
 // per input element exceeds the scatter's per output.  (A vector scatter for
 // overlapping nhwc windows, each output adding its gradient to every tap of
 // its window under a lane mask, measured 0.75-1.0x the scalar scatter on
 // AlexNet's and ResNet's 3x3 stride-2 pools: 9 read-modify-writes of a
 // vector per vector of outputs, chained through the taps windows share.)
-bool prefer_gather(PoolLayout layout, const PoolParams& p);
+bool prefer_gather(PoolLayout layout, const PoolParams& p, at::ScalarType dtype);
 
 // Whether a plain NCHW max or avg pool should run on the adaptive kernels'
 // plane groups (one plane per vector lane): its windows tile the input

@@ -84,6 +84,12 @@ struct PoolKernels {
                             const PoolParams& p, int64_t begin, int64_t end, int64_t* matches);
   void (*max_backward_nhwc)(const T* grad_out, const int64_t* indices, T* grad_in,
                             const PoolParams& p, int64_t begin, int64_t end, int64_t* matches);
+  // The same where windows tile the input exactly (tiles_exactly), nhwc,
+  // rows (n, oh) of outputs; *matches -1 for an index outside int32.  Null
+  // in the tables whose lanes type lacks it (kNarrowIndices).
+  void (*max_backward_tiles_nhwc)(const T* grad_out, const int64_t* indices, T* grad_in,
+                                  const PoolParams& p, int64_t begin, int64_t end,
+                                  int64_t* matches);
 };
 
 // Bytes of scratch adaptive_{max,avg}_nchw use, for elements of `element_size`.

@@ -32,9 +32,11 @@
 //   V add_where(m, acc, v): acc + v where m, else acc      int64_t count(m): lanes set
 //   M lanes_between(lo, hi): lanes j with lo <= j < hi
 //   V load_pairs(p, n): lane j = p[j/2]     M index64_equal_pairs(p, n, i): p[j/2] == i[j], j < n
-//   kPairBlocks: whether S has PairTally, pair_tally(), gather_pair_block(go, ix, first, &lo,
-//     &hi, &tally) (lane j of lo:hi = go[j/2] where ix[j/2] == first + j, else 0, for 2L
-//     lanes) and pair_matches(tally) (the matches, or -1 for an index outside int32)
+//   kNarrowIndices: whether S has IndexTally, index_tally(), narrow_indices(ix, n, &tally)
+//     (I of int32 from n int64), index_hit(i, pixel, n, &tally) (M: lanes j < n with
+//     i[j] == pixel, counted), gather_pair_block(go, ix, first, &lo, &hi, &tally) (lane j of
+//     lo:hi = go[j/2] where ix[j/2] == first + j, else 0, for 2L lanes) and
+//     index_matches(tally) (the matches counted, or -1 for an index outside int32)
 //   transpose(src, src_stride, rows, cols, dst, dst_stride): dst[c*dst_stride + r] =
 //     src[r*src_stride + c] for r < rows, c < cols <= L (T-sized elements; L > 1 only);
 //   transpose_tile(src, src_stride, rows, cols, V* column): the same into registers
@@ -87,7 +89,7 @@ struct ScalarLanes {
   static V load_stride2(const T* p, int64_t) { return *p; }
   static void store(T* p, int64_t, V v) { *p = v; }
   static void store_index(int64_t* p, int64_t, I i) { *p = i; }
-  static constexpr bool kPairBlocks = false;
+  static constexpr bool kNarrowIndices = false;
   static constexpr bool kStreams = false;
   static void add_to(T* p, int64_t, V v) { *p += v; }
   static void add_to_stride2(T* p, int64_t, V v) { *p += v; }
@@ -778,7 +780,6 @@ void avg_backward_nhwc_rows(const typename S::T* grad_out, typename S::T* grad_i
   using T = typename S::T;
   using V = typename S::V;
   const int64_t c = p.channels, in_image = p.in_h * p.in_w * c;
-  alignas(64) T shares[kChannelBlock];
   for (int64_t r = begin; r < end;) {
     const int64_t n = r / p.in_h, a = r % p.in_h, b = min_i64(p.in_h, a + (end - r));
     r += b - a;
@@ -798,22 +799,19 @@ void avg_backward_nhwc_rows(const typename S::T* grad_out, typename S::T* grad_i
         if (lo >= hi) continue;
         const T* go = grad_out + ((n * p.out_h + oh) * p.out_w + ow) * c;
         const V d = S::set1(static_cast<T>(divisor));
-        for (int64_t c0 = 0; c0 < c; c0 += kChannelBlock) {
-          const int64_t width = min_i64(kChannelBlock, c - c0);
-          for (int64_t ch = 0; ch < width; ch += S::L) {
-            const int64_t lanes = min_i64(S::L, width - ch);
-            S::store(shares + ch, lanes, S::div(S::load(go + c0 + ch, lanes), d));
-          }
+        // Each vector of shares stays in a register for the whole window (a
+        // buffer of them, stored piecewise and reloaded whole for narrow
+        // pixels, stalled every reload on store forwarding).
+        for (int64_t ch = 0; ch < c; ch += S::L) {
+          const int64_t lanes = min_i64(S::L, c - ch);
+          const V share = S::div(S::load(go + ch, lanes), d);
           for (int64_t ih = lo; ih < hi; ++ih) {
-            for (int64_t j = 0; j < win.nw; ++j) {
-              T* px = g + (ih * p.in_w + win.w + j) * c + c0;
-              for (int64_t ch = 0; ch < width; ch += S::L) {
-                const int64_t lanes = min_i64(S::L, width - ch);
-                if (tiles)
-                  S::store(px + ch, lanes, S::add(S::zero(), S::load(shares + ch, lanes)));
-                else
-                  S::add_to(px + ch, lanes, S::load(shares + ch, lanes));
-              }
+            T* px = g + (ih * p.in_w + win.w) * c + ch;
+            for (int64_t j = 0; j < win.nw; ++j, px += c) {
+              if (tiles)
+                S::store(px, lanes, S::add(S::zero(), share));
+              else
+                S::add_to(px, lanes, share);
             }
           }
         }
@@ -974,9 +972,9 @@ void max_backward_nchw(const typename S::T* grad_out, const int64_t* indices,
       };
       int64_t iw = 0;
       if (p.pad_w % 2 == 1) chunk(iw++, 1);  // aligns the vectors to whole outputs
-      if constexpr (S::kPairBlocks) {
+      if constexpr (S::kNarrowIndices) {
         // Whole blocks of 2L inputs whose L outputs all exist.
-        typename S::PairTally tally = S::pair_tally();
+        typename S::IndexTally tally = S::index_tally();
         for (; iw + 2 * S::L <= p.in_w && (iw + p.pad_w) / 2 + S::L <= p.out_w; iw += 2 * S::L) {
           typename S::V lo, hi;
           const int64_t ow = (iw + p.pad_w) / 2;
@@ -984,7 +982,7 @@ void max_backward_nchw(const typename S::T* grad_out, const int64_t* indices,
           store_values<S>(row + iw, S::L, lo, p.stream_stores);
           store_values<S>(row + iw + S::L, S::L, hi, p.stream_stores);
         }
-        const int64_t found = S::pair_matches(tally);
+        const int64_t found = S::index_matches(tally);
         if (found < 0) {  // an index no plane holds: the caller falls back
           if (p.stream_stores) S::stream_fence();
           *matches = -1;
@@ -999,6 +997,66 @@ void max_backward_nchw(const typename S::T* grad_out, const int64_t* indices,
     if (p.stream_stores) S::stream_fence();
   }
   *matches = count;
+}
+
+// Rows (n, oh) of outputs whose windows tile the input (kernel == stride, no
+// padding or dilation, no partial window; tiles_exactly()): each output
+// narrows its indices to int32 once, into a buffer, then writes the k_h x
+// k_w pixels of its window, comparing the narrowed indices with each pixel's
+// number (the per-pixel gather compares the int64 indices again for every
+// pixel).  Input pixels no window covers (the right and bottom remainders)
+// are zeroed by the rows they belong to.  Measured: prefer_gather, pool2d_cpu.cpp.
+template <class S>
+void max_backward_tiles_nhwc(const typename S::T* grad_out, const int64_t* indices,
+                             typename S::T* grad_in, const PoolParams& p, int64_t begin,
+                             int64_t end, int64_t* matches) {
+  if constexpr (S::kNarrowIndices) {
+    using T = typename S::T;
+    using V = typename S::V;
+    const int64_t c = p.channels, in_image = p.in_h * p.in_w * c;
+    const int64_t covered_w = p.out_w * p.stride_w, covered_h = p.out_h * p.stride_h;
+    auto zero_pixels = [&](T* first, int64_t pixels) {
+      for (int64_t i = 0; i < pixels * c; i += S::L)
+        S::store(first + i, min_i64(S::L, pixels * c - i), S::zero());
+    };
+    alignas(64) typename S::IndexElem narrowed[kChannelBlock];
+    typename S::IndexTally tally = S::index_tally();
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t n = r / p.out_h, oh = r % p.out_h, top = oh * p.stride_h;
+      T* image = grad_in + n * in_image;
+      for (int64_t ow = 0; ow < p.out_w; ++ow) {
+        const int64_t o = (r * p.out_w + ow) * c, left = ow * p.stride_w;
+        for (int64_t c0 = 0; c0 < c; c0 += kChannelBlock) {
+          const int64_t width = min_i64(kChannelBlock, c - c0);
+          for (int64_t ch = 0; ch < width; ch += S::L)
+            S::store_index_elems(narrowed + ch, S::narrow_indices(indices + o + c0 + ch,
+                                                                  min_i64(S::L, width - ch), &tally));
+          for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+            for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+              const int64_t pixel = (top + kh) * p.in_w + left + kw;
+              T* dst = image + pixel * c + c0;
+              for (int64_t ch = 0; ch < width; ch += S::L) {
+                const int64_t lanes = min_i64(S::L, width - ch);
+                const typename S::M hit =
+                    S::index_hit(S::load_index_elems(narrowed + ch), pixel, lanes, &tally);
+                const V g = S::load(grad_out + o + c0 + ch, lanes);
+                S::store(dst + ch, lanes, S::add_where(hit, S::zero(), g));
+              }
+            }
+          }
+        }
+      }
+      if (covered_w < p.in_w)
+        for (int64_t kh = 0; kh < p.kernel_h; ++kh)
+          zero_pixels(image + ((top + kh) * p.in_w + covered_w) * c, p.in_w - covered_w);
+      if (oh == p.out_h - 1 && covered_h < p.in_h)
+        zero_pixels(image + covered_h * p.in_w * c, (p.in_h - covered_h) * p.in_w);
+    }
+    *matches = S::index_matches(tally);
+  } else {
+    (void)grad_out, (void)indices, (void)grad_in, (void)p, (void)begin, (void)end;
+    *matches = -1;  // not in this S's table
+  }
 }
 
 // ------------------------------------------------------ NCHW, plane groups
@@ -1299,7 +1357,8 @@ constexpr PoolKernels<typename S::T> make_pool_kernels() {
           &avg_nhwc<S>,          &avg_backward_nchw<S>, &avg_backward_nhwc<S>,
           &adaptive_max_nchw<S>, &adaptive_max_nhwc<S>, &adaptive_avg_nchw<S>,
           &adaptive_avg_nhwc<S>, &adaptive_avg_backward_nchw<S>, &adaptive_avg_backward_nhwc<S>,
-          &max_backward_nchw<S>, &max_backward_nhwc<S>};
+          &max_backward_nchw<S>, &max_backward_nhwc<S>,
+          S::kNarrowIndices ? &max_backward_tiles_nhwc<S> : nullptr};
 }
 
 }  // namespace
