@@ -346,10 +346,11 @@ def test_nan_inf_and_ties_on_vector_paths(op, layout, dtype):
 
 
 @dtypes
-@pytest.mark.parametrize("op", ["avg", "adaptive_avg"])
-def test_signed_zeros_and_infinities_in_sums(op, dtype):
+@pytest.mark.parametrize("op, output_size", [("avg", None), ("adaptive_avg", (2, 3)),
+                                             ("adaptive_avg", (6, 8))])
+def test_signed_zeros_and_infinities_in_sums(op, output_size, dtype):
     """Sums keep the reference order: -0.0, infinities and NaN come out the same."""
-    options = dict(kernel_size=2, stride=2) if op == "avg" else dict(output_size=(2, 3))
+    options = dict(kernel_size=2, stride=2) if op == "avg" else dict(output_size=output_size)
     x = torch.zeros(1, 18, 6, 8, dtype=torch.float64)
     x[0, :6] = -0.0
     x[0, 6:9, 1, 1] = float("inf")
@@ -360,7 +361,8 @@ def test_signed_zeros_and_infinities_in_sums(op, dtype):
 
 # ------------------------------------------------------------------- adaptive
 
-ADAPTIVE_SIZES = [(1, 1), (7, 7), (5, 3), (2, 4), (9, 11), (1, 6), (14, 1)]
+# (7, 5) on the 7 x 5 input: windows of one pixel (a flat pass backward).
+ADAPTIVE_SIZES = [(1, 1), (7, 7), (5, 3), (2, 4), (9, 11), (1, 6), (14, 1), (7, 5)]
 
 
 @dtypes
