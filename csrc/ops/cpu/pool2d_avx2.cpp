@@ -98,6 +98,7 @@ struct Avx2F32 {
     return even_of(masked_load(p, 2 * n - 1), masked_load(p + 8, 2 * n - 9));
   }
   static void store(T* p, int64_t n, V v) { masked_store(p, n, v); }
+  static constexpr bool kMaxSweepsPastCaches = false;  // see kChannelBlock
   static constexpr bool kStreams = true;
   static void stream(T* p, V v) { _mm256_stream_ps(p, v); }
   static void stream_index(int64_t* p, I i) {
@@ -315,6 +316,7 @@ struct Avx2F64 {
   }
   static void store(T* p, int64_t n, V v) { masked_store(p, n, v); }
   static constexpr bool kNarrowIndices = false;
+  static constexpr bool kMaxSweepsPastCaches = false;  // see kChannelBlock
   static constexpr bool kStreams = true;
   static void stream(T* p, V v) { _mm256_stream_pd(p, v); }
   static void stream_index(int64_t* p, I i) { _mm256_stream_si256(reinterpret_cast<__m256i*>(p), i); }

@@ -72,6 +72,7 @@ struct Avx512F32 {
   }
   // Non-temporal stores of a full vector at a 64-byte boundary (indices: two).
   static constexpr bool kNarrowIndices = false;
+  static constexpr bool kMaxSweepsPastCaches = true;
   static constexpr bool kStreams = true;
   static void stream(T* p, V v) { _mm512_stream_ps(p, v); }
   static void stream_index(int64_t* p, I i) {
@@ -216,6 +217,7 @@ struct Avx512F64 {
   }
   static void store_index(int64_t* p, int64_t n, I i) { _mm512_mask_storeu_epi64(p, first(n), i); }
   static constexpr bool kNarrowIndices = false;
+  static constexpr bool kMaxSweepsPastCaches = true;
   static constexpr bool kStreams = true;
   static void stream(T* p, V v) { _mm512_stream_pd(p, v); }
   static void stream_index(int64_t* p, I i) { _mm512_stream_si512(reinterpret_cast<__m512i*>(p), i); }

@@ -21,6 +21,8 @@
 //   V zero(), set1(T), add(V, V), div(V, V)
 //   V load(p, n): p[j]        load_stride2(p, n): p[2j]
 //   store(p, n, v)            store_index(p, n, i) (as int64)
+//   kMaxSweepsPastCaches: whether max_nhwc_rows sweeps wide pixels in one pass
+//     on inputs past the caches (else register blocks, as in the caches)
 //   kStreams: whether S has stream(p, v), stream_index(p, i) (non-temporal
 //     stores of a full vector to a boundary of its size, kStreamAlign) and
 //     stream_fence()
@@ -90,6 +92,7 @@ struct ScalarLanes {
   static void store(T* p, int64_t, V v) { *p = v; }
   static void store_index(int64_t* p, int64_t, I i) { *p = i; }
   static constexpr bool kNarrowIndices = false;
+  static constexpr bool kMaxSweepsPastCaches = true;
   static constexpr bool kStreams = false;
   static void add_to(T* p, int64_t, V v) { *p += v; }
   static void add_to_stride2(T* p, int64_t, V v) { *p += v; }
@@ -550,6 +553,11 @@ void avg_backward_nchw_rows(const typename S::T* grad_out, typename S::T* grad_i
 // against 1.7 by blocks); in the caches the blocks do (A/B in one process:
 // AlexNet pool2 and pool5, VGG pool5 max 15-25 % faster; average pools of
 // 256-2048 channels, ResNet's global ones and a 3x3 stride-2 one, 14-32 %).
+// With AVX2 (4 vectors of 8 in registers) the max pool's blocks win past the
+// caches too, where the buffered sweep's loads and stores of the running
+// maxima and indices cost more (A/B on Zen 3, channels_last with indices:
+// the ResNet stem pool 1.85 -> 1.28 ms, VGG pool1 7.5 -> 6.1, pool2 3.6 ->
+// 2.4; average pools even): S::kMaxSweepsPastCaches says which.
 constexpr int64_t kChannelBlock = 1024;
 
 template <class S, int G, class Body>
@@ -711,7 +719,7 @@ void max_nhwc_rows(const typename S::T* in, typename S::T* out, int64_t* indices
         if constexpr (G > 0) {
           max_pixel_registers<S, G>(in + n * in_image, p.in_w, c, c, win, out + o,
                                     offset_or_null(indices, o), p.stream_stores);
-        } else if (!p.input_past_caches) {
+        } else if (!p.input_past_caches || !S::kMaxSweepsPastCaches) {
           constexpr int kBlock = S::kRegisterVectors;
           int64_t c0 = 0;
           for (; c0 + kBlock * S::L <= c; c0 += kBlock * S::L)
