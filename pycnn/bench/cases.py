@@ -72,7 +72,7 @@ class ConvCase:
                * (self.in_channels // self.groups) * self.kernel[0] * self.kernel[1])
         return one * CONV_PASS_COUNT[pass_]
 
-    def work(self, pass_, dtype):
+    def work(self, pass_, dtype, inference=False):
         return self.flops(pass_)
 
     def shape_text(self):
@@ -171,17 +171,21 @@ class PoolCase:
     def output_elements(self):
         return self.batch * self.channels * self.output_size[0] * self.output_size[1]
 
-    def bytes_moved(self, pass_, itemsize):
-        """Bytes read + written: input and output forward; grad_output, the
-        indices (max pools) and grad_input backward."""
+    def bytes_moved(self, pass_, itemsize, inference=False):
+        """Bytes read + written: input, output and the indices a max pool
+        writes forward; grad_output, the indices and grad_input backward.
+        Under no_grad max_pool2d writes no indices (in torch and pycnn
+        alike); adaptive_max_pool2d always does."""
         forward = (self.input_elements() + self.output_elements()) * itemsize
         backward = (self.output_elements() + self.input_elements()) * itemsize
         if self.with_indices:
+            if not (inference and self.op == "max_pool2d"):
+                forward += self.output_elements() * INDEX_BYTES
             backward += self.output_elements() * INDEX_BYTES
         return {"forward": forward, "backward": backward, "both": forward + backward}[pass_]
 
-    def work(self, pass_, dtype):
-        return self.bytes_moved(pass_, torch.empty((), dtype=dtype).element_size())
+    def work(self, pass_, dtype, inference=False):
+        return self.bytes_moved(pass_, torch.empty((), dtype=dtype).element_size(), inference)
 
     def shape_text(self):
         dims = _dims(self.batch, self.channels, self.height, self.width)
@@ -237,7 +241,7 @@ class TrainCase:
     group = "train"
     passes = ("step",)
 
-    def work(self, pass_, dtype):
+    def work(self, pass_, dtype, inference=False):
         return self.batch  # images per step
 
     def shape_text(self):

@@ -113,12 +113,14 @@ def run_layer(case, layout, passes, settings, on_pass=None):
     except Exception as error:  # a case that cannot even start fails alone, not the suite
         note = _error_text(error)
         for pass_ in passes:
-            results.append(Result(case, layout, pass_, case.work(pass_, settings.dtype), error=note))
+            results.append(Result(case, layout, pass_,
+                                  case.work(pass_, settings.dtype, settings.inference),
+                                  error=note))
             if on_pass:
                 on_pass()
         return results
     for pass_ in passes:
-        result = Result(case, layout, pass_, case.work(pass_, settings.dtype),
+        result = Result(case, layout, pass_, case.work(pass_, settings.dtype, settings.inference),
                         max_rel_diff=max_rel, agrees=agrees)
         calls = None
         try:
