@@ -97,11 +97,22 @@ bool as_plain_with_row_vectors(PoolParams* p) {
 // slower.
 constexpr int64_t kPlaneGroupMaxOutW = 8;
 
-bool use_plane_groups(const PoolParams& p) {
+namespace {
+
+// Windows that tile the input (kernel == stride, no padding or dilation),
+// none of them partial; input rows and columns past the last window are
+// allowed.
+bool tiles_exactly(const PoolParams& p) {
   return p.kernel_h == p.stride_h && p.kernel_w == p.stride_w && p.pad_h == 0 && p.pad_w == 0 &&
-         p.dilation_h == 1 && p.dilation_w == 1 && p.in_h == p.out_h * p.kernel_h &&
-         p.in_w == p.out_w * p.kernel_w && p.out_w < kPlaneGroupMaxOutW &&
-         plane_group_scratch(p, 8) > 0;
+         p.dilation_h == 1 && p.dilation_w == 1 && p.out_h * p.stride_h <= p.in_h &&
+         p.out_w * p.stride_w <= p.in_w;
+}
+
+}  // namespace
+
+bool use_plane_groups(const PoolParams& p) {
+  return tiles_exactly(p) && p.in_h == p.out_h * p.kernel_h && p.in_w == p.out_w * p.kernel_w &&
+         p.out_w < kPlaneGroupMaxOutW && plane_group_scratch(p, 8) > 0;
 }
 
 int64_t plane_group_scratch_bytes(const PoolParams& p, int64_t element_size) {
@@ -135,26 +146,18 @@ void set_large_call_hints(PoolParams* p, int64_t input_bytes, int64_t output_byt
 
 namespace {
 
-// Windows that tile the input (kernel == stride, no padding or dilation),
-// none of them partial; input rows and columns past the last window are
-// allowed.
-bool tiles_exactly(const PoolParams& p) {
-  return p.kernel_h == p.stride_h && p.kernel_w == p.stride_w && p.pad_h == 0 && p.pad_w == 0 &&
-         p.dilation_h == 1 && p.dilation_w == 1 && p.out_h * p.stride_h <= p.in_h &&
-         p.out_w * p.stride_w <= p.in_w;
-}
-
 // The nhwc tiles kernel for these windows and this dtype, or null.
 template <typename T>
 auto tiles_kernel(const PoolParams& p) {
-  return tiles_exactly(p) ? pool_kernels<T>(active_cpu_isa()).max_backward_tiles_nhwc : nullptr;
-}
-
-bool has_tiles_kernel(const PoolParams& p, at::ScalarType dtype) {
   // On narrower pixels the scatter is faster: 64x16x10x10 (LeNet S4) 54 us
   // against its 43, 64x6x28x28 (S2) 151 against 54.
   constexpr int64_t kMinChannels = 32;
-  if (p.channels < kMinChannels) return false;
+  return p.channels >= kMinChannels && tiles_exactly(p)
+             ? pool_kernels<T>(active_cpu_isa()).max_backward_tiles_nhwc
+             : nullptr;
+}
+
+bool has_tiles_kernel(const PoolParams& p, at::ScalarType dtype) {
   return dtype == at::kFloat ? tiles_kernel<float>(p) != nullptr
                              : dtype == at::kDouble && tiles_kernel<double>(p) != nullptr;
 }
@@ -196,16 +199,14 @@ bool max_pool_backward_gather(const at::Tensor& grad_output, const at::Tensor& i
     const scalar_t* g = go.const_data_ptr<scalar_t>();
     const int64_t* i = ix.const_data_ptr<int64_t>();
     scalar_t* gi = grad_input.data_ptr<scalar_t>();
-    if (nhwc && has_tiles_kernel(p, go.scalar_type())) {
-      if (const auto tiles = tiles_kernel<scalar_t>(p)) {
-        parallel_rows(p.batch * p.out_h, p.out_w * p.channels * p.kernel_h * p.kernel_w,
-                      [&](int64_t begin, int64_t end) {
-                        int64_t found = 0;
-                        tiles(g, i, gi, p, begin, end, &found);
-                        matches.fetch_add(found, std::memory_order_relaxed);
-                      });
-        return;
-      }
+    if (const auto tiles = nhwc ? tiles_kernel<scalar_t>(p) : nullptr) {
+      parallel_rows(p.batch * p.out_h, p.out_w * p.channels * p.kernel_h * p.kernel_w,
+                    [&](int64_t begin, int64_t end) {
+                      int64_t found = 0;
+                      tiles(g, i, gi, p, begin, end, &found);
+                      matches.fetch_add(found, std::memory_order_relaxed);
+                    });
+      return;
     }
     parallel_rows(rows, work, [&](int64_t begin, int64_t end) {
       int64_t found = 0;
