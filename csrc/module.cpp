@@ -153,6 +153,10 @@ PyObject* max_pool_reference_fallbacks(PyObject*, PyObject*) {
   return PyLong_FromLongLong(pycnn::max_pool_reference_fallbacks());
 }
 
+PyObject* pointwise_conv_passes(PyObject*, PyObject*) {
+  return PyLong_FromLongLong(pycnn::pointwise_conv_passes());
+}
+
 PyObject* release_output_cache(PyObject*, PyObject*) {
   pycnn::release_large_blocks();
   Py_RETURN_NONE;
@@ -199,6 +203,8 @@ PyMethodDef methods[] = {
      "Frees the cached blocks of large CPU outputs."},
     {"max_pool_reference_fallbacks", max_pool_reference_fallbacks, METH_NOARGS,
      "Test hook: how many dense CPU max-pool gradients fell back to the reference loops."},
+    {"pointwise_conv_passes", pointwise_conv_passes, METH_NOARGS,
+     "Test hook: how many CPU conv2d passes ran the NCHW 1x1 product."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "pycnn's compiled operators.", -1,

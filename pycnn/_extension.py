@@ -64,6 +64,13 @@ def max_pool_reference_fallbacks() -> int:
     return _C.max_pool_reference_fallbacks()
 
 
+def pointwise_conv_passes() -> int:
+    """Test hook: how many CPU conv2d passes (forward or grad_input) ran the
+    NCHW 1x1 product (csrc/ops/cpu/conv2d_pointwise.h) rather than the GEMM
+    engine."""
+    return _C.pointwise_conv_passes()
+
+
 def set_poison_outputs(enabled: bool) -> None:
     """Test mode: kernels' outputs start as NaN (indices as -1), so that an
     element a kernel fails to write cannot pass a comparison by luck."""
@@ -112,8 +119,9 @@ def set_cuda_kernels(name: str) -> None:
 
 
 def set_cpu_conv_kernels(name: str) -> None:
-    """Test and benchmark hook: 'auto' (Winograd F(2x2, 3x3) for the 3x3
-    stride-1 convolutions it suits, on the CPU) or 'gemm' (the GEMM kernels
+    """Test and benchmark hook: 'auto' (on the CPU, Winograd F(2x2, 3x3) for
+    the 3x3 stride-1 convolutions it suits, and the pixels-on-lanes product
+    for NCHW 1x1 convolutions of large planes) or 'gemm' (the GEMM kernels
     there instead)."""
     _C.set_cpu_conv_kernels(name)
 

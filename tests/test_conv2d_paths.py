@@ -223,3 +223,62 @@ def test_small_image_convolutions_match_torch(case, dtype, tolerance, layout, is
     theirs = torch.autograd.grad(ref, (x64, w64, b64), g)
     for got, expected in zip(ours, theirs):
         assert relative_error(got, expected) <= tolerance
+
+
+# 1x1 convolutions of NCHW tensors with planes of 784 pixels or more: the
+# pixels-on-lanes product (csrc/ops/cpu/conv2d_pointwise.cpp) computes the
+# forward pass (any stride) and the stride-1 grad_input.  Blocks of pixels
+# cross image boundaries and end short of the last image's end, destination
+# channels leave a partial row group, and the channels split into several
+# panels; each case checks that the path ran as many times as expected.
+POINTWISE_CASES = {
+    "bottleneck_like": dict(shape=(2, 64, 28, 28), weight=(16, 64, 1, 1), passes=2),
+    "uneven_planes_and_rows": dict(shape=(3, 11, 29, 31), weight=(13, 11, 1, 1), passes=2),
+    "many_channels": dict(shape=(1, 300, 30, 30), weight=(37, 300, 1, 1), passes=2),
+    "expand": dict(shape=(2, 9, 32, 32), weight=(70, 9, 1, 1), passes=2),
+    "strided": dict(shape=(2, 24, 64, 60), weight=(20, 24, 1, 1), stride=2, passes=1),
+    "uneven_stride": dict(shape=(1, 17, 57, 90), weight=(10, 17, 1, 1), stride=(2, 3), passes=1),
+    "empty_batch": dict(shape=(0, 16, 28, 28), weight=(12, 16, 1, 1), passes=2),
+}
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["conv2d", "conv2d_relu"])
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("case", list(POINTWISE_CASES))
+def test_pointwise_convolutions_match_torch(case, dtype, tolerance, isa, relu):
+    pycnn.set_cpu_isa(isa)
+    spec = dict(POINTWISE_CASES[case])
+    passes = spec.pop("passes")
+    torch.manual_seed(13)
+    x64 = torch.randn(spec.pop("shape"), dtype=torch.float64)
+    w64 = torch.randn(spec.pop("weight"), dtype=torch.float64)
+    b64 = torch.randn(w64.shape[0], dtype=torch.float64)
+    x, w, b = (t.to(dtype).requires_grad_() for t in (x64, w64, b64))
+    x64, w64, b64 = (t.requires_grad_() for t in (x64, w64, b64))
+    before = pycnn._extension.pointwise_conv_passes()
+    out = (F.conv2d_relu if relu else F.conv2d)(x, w, b, **spec)
+    g = torch.randn(out.shape, dtype=torch.float64)
+    ours = torch.autograd.grad(out, (x, w, b), g.to(dtype))
+    assert pycnn._extension.pointwise_conv_passes() - before == passes
+    ref = TF.conv2d(x64, w64, b64, **spec)
+    if relu:
+        ref = TF.relu(ref)
+    assert not torch.isnan(out).any(), "unwritten (NaN) elements"
+    assert relative_error(out, ref) <= tolerance
+    theirs = torch.autograd.grad(ref, (x64, w64, b64), g)
+    for name, got, expected in zip(["grad_input", "grad_weight", "grad_bias"], ours, theirs):
+        assert not torch.isnan(got).any(), f"{name}: unwritten (NaN) elements"
+        assert relative_error(got, expected) <= tolerance, name
+
+
+def test_pointwise_path_leaves_channels_last_and_gemm_mode_alone():
+    x = torch.randn(2, 16, 28, 28)
+    w = torch.randn(24, 16, 1, 1)
+    before = pycnn._extension.pointwise_conv_passes()
+    F.conv2d(x.contiguous(memory_format=torch.channels_last), w)
+    with pycnn._extension.cpu_conv_kernels("gemm"):
+        expected = F.conv2d(x, w)
+    assert pycnn._extension.pointwise_conv_passes() == before
+    torch.testing.assert_close(F.conv2d(x, w), expected, rtol=1e-5, atol=1e-5)
+    assert pycnn._extension.pointwise_conv_passes() == before + 1

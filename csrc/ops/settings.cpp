@@ -38,4 +38,10 @@ std::atomic<long long> max_pool_fallbacks{0};
 void count_max_pool_reference_fallback() { max_pool_fallbacks.fetch_add(1); }
 long long max_pool_reference_fallbacks() { return max_pool_fallbacks.load(); }
 
+namespace {
+std::atomic<long long> pointwise_passes{0};
+}  // namespace
+void count_pointwise_conv_pass() { pointwise_passes.fetch_add(1); }
+long long pointwise_conv_passes() { return pointwise_passes.load(); }
+
 }  // namespace pycnn

@@ -28,10 +28,11 @@ void set_cuda_kernels(int kernels);
 int cuda_kernels();
 
 // Which CPU convolution kernels run, for tests and benchmarks:
-//   kCpuConvKernelsAuto: Winograd F(2x2, 3x3) where it applies
-//     (cpu/conv2d_winograd.h), else the GEMM, narrow and direct kernels;
-//   kCpuConvKernelsGemm: the same, but the GEMM where Winograd would run,
-//     to measure one against the other.
+//   kCpuConvKernelsAuto: Winograd F(2x2, 3x3) and the NCHW 1x1 path where
+//     they apply (cpu/conv2d_winograd.h, cpu/conv2d_pointwise.h), else the
+//     GEMM, narrow and direct kernels;
+//   kCpuConvKernelsGemm: the same, but the GEMM where Winograd or the 1x1
+//     path would run, to measure one against the other.
 enum CpuConvKernels : int { kCpuConvKernelsAuto = 0, kCpuConvKernelsGemm = 1 };
 void set_cpu_conv_kernels(int kernels);
 int cpu_conv_kernels();
@@ -47,5 +48,11 @@ int cuda_conv_tile();
 // accepted them (a fallback gives the same numbers, only slower).
 void count_max_pool_reference_fallback();
 long long max_pool_reference_fallbacks();
+
+// Counts the CPU convolution passes (forward or grad_input) that ran the
+// NCHW 1x1 product (cpu/conv2d_pointwise.h), so tests can see that their
+// shapes reach it.
+void count_pointwise_conv_pass();
+long long pointwise_conv_passes();
 
 }  // namespace pycnn

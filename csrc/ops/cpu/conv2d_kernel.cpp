@@ -11,6 +11,7 @@
 #include "conv2d_gemm.h"
 #include "conv2d_input_scatter.h"
 #include "conv2d_narrow.h"
+#include "conv2d_pointwise.h"
 #include "conv2d_winograd.h"
 #include "strides.h"
 
@@ -142,6 +143,8 @@ at::Tensor conv2d_forward_cpu(const at::Tensor& input, const at::Tensor& weight,
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "pycnn.conv2d", [&] {
     if (cpu::conv2d_forward_narrow_suits(s, input, output)) {
       cpu::conv2d_forward_narrow<scalar_t>(input, weight, bias, output, s, relu);
+    } else if (cpu::conv2d_forward_pointwise_suits(s, input, output)) {
+      cpu::conv2d_forward_pointwise<scalar_t>(input, weight, bias, output, s, relu);
     } else if (cpu::conv2d_winograd_suits(s)) {
       cpu::conv2d_forward_winograd<scalar_t>(input, weight, bias, output, s, relu);
     } else if (cpu::conv2d_gemm_suits(s)) {
@@ -177,6 +180,8 @@ at::Tensor conv2d_input_backward_cpu(const at::Tensor& grad_output, const at::Te
       cpu::conv2d_input_backward_scatter<scalar_t>(grad_output, weight, grad_input, s);
     } else if (cpu::conv2d_input_backward_narrow_suits(s, grad_output, grad_input)) {
       cpu::conv2d_input_backward_narrow<scalar_t>(grad_output, weight, grad_input, s);
+    } else if (cpu::conv2d_input_backward_pointwise_suits(s, grad_output, grad_input)) {
+      cpu::conv2d_input_backward_pointwise<scalar_t>(grad_output, weight, grad_input, s);
     } else if (cpu::conv2d_input_backward_winograd_suits(s)) {
       cpu::conv2d_input_backward_winograd<scalar_t>(grad_output, weight, grad_input, s);
     } else if (cpu::conv2d_gemm_suits(s)) {
