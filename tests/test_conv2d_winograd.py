@@ -39,10 +39,12 @@ CHUNKED = [(1, 128, 12, 12, 160, 1, True, False), (2, 128, 44, 43, 160, 1, False
 
 # grad_weight takes Winograd from 64 channels on each side, with rows of 16
 # or more outputs or 128 x 128 channels: a row of 19 (partial column tiles
-# of 72), short rows of a large filter, and 5 chunks of tiles (plus the
-# CHUNKED cases: one chunk and 3).
+# of 72), short rows of a large filter, and 8 parts of 4-5 blocks of tiles
+# each, the last block of each part partial (all fused: products M of 2 MiB
+# or less, as are the CHUNKED cases'); then products past 2 MiB (256 x 260
+# channels), which take chunks of tiles, here two.
 WEIGHT_CASES = [(2, 64, 17, 19, 72, 1, True, False), (2, 128, 12, 11, 130, 2, False, True),
-                (2, 64, 95, 97, 64, 1, True, False)]
+                (2, 64, 95, 97, 64, 1, True, False), (2, 256, 24, 24, 260, 1, True, True)]
 
 
 def relative_error(ours, reference):
@@ -100,10 +102,11 @@ def test_winograd_is_the_path_taken(case):
         assert torch.equal(winograd[2], gemm[2])
 
 
-@pytest.mark.parametrize("case", [WEIGHT_CASES[2], CHUNKED[1]], ids=str)
+@pytest.mark.parametrize("case", [WEIGHT_CASES[2], WEIGHT_CASES[3], CHUNKED[1]], ids=str)
 def test_winograd_grad_weight_is_repeatable_across_threads(case):
-    """grad_weight's chunks of tiles add in a fixed order and each block of
-    its products belongs to one task: the same bits with one thread or two."""
+    """grad_weight's parts (fused) or chunks of tiles add in a fixed order,
+    and each part, or block of a chunk's products, belongs to one task: the
+    same bits with one thread or two."""
     threads = torch.get_num_threads()
     results = []
     try:

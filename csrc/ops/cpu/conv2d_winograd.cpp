@@ -44,6 +44,33 @@ constexpr int64_t kMinChannels = 32;
 // tile of a chunk passes over it.
 constexpr int64_t kMaxPanelBytes = 512 * 1024;
 
+// grad_weight's products M (16 x channels x output channels) up to this
+// size take the fused path, one M per part of the tiles; kWeightParts parts
+// bound the threads that path can use.
+constexpr int64_t kMaxFusedProductBytes = 2048 * 1024;
+constexpr int64_t kWeightParts = 8;
+
+// The transforms read a few short rows of each channel plane in turn, a
+// pattern the hardware prefetchers miss: they fetch the rows of the channel
+// this many ahead themselves.
+constexpr int64_t kPrefetchAhead = 2;
+
+// Asks for the cache lines of count elements from p (clamped to the lines
+// they touch; a prefetch never faults).
+template <typename T>
+inline void prefetch_run(const T* p, int64_t count) {
+  const char* first = reinterpret_cast<const char*>(p);
+  const char* last = reinterpret_cast<const char*>(p + count) - 1;
+  for (const char* line = first; line <= last; line += 64) __builtin_prefetch(line, 0, 3);
+  __builtin_prefetch(last, 0, 3);
+}
+
+// The rows of a product's B panel that every row block of M reads in turn:
+// an L1's worth.  grad_weight's products reduce over a chunk's tiles (1024
+// of them for 64 channels), and a whole panel (256 KB) streamed from L2
+// once per 6-row block ran below the GEMM on an Intel AVX-512 machine.
+constexpr int64_t kProductPanelBytes = 32 * 1024;
+
 // A 3x3 stride-1 convolution in the form both passes reduce to:
 //   dst[n][j][y][x] = bias[j] + sum_{ch, r, s} src[n][ch][y + r - pad_h][x + s - pad_w] * w(j, ch, r, s)
 // with w(j, ch, r, s) = weight[j * col_stride + ch * channel_stride + rr * wh + ss * ww],
@@ -150,6 +177,13 @@ void transform_input(const WinogradConv<T>& p, int64_t tiles_w, int64_t tiles_pe
     const int64_t span = 2 * count + 2;
     for (int64_t ch = 0; ch < channels; ++ch) {
       const T* plane = p.src + n * p.sn + ch * p.sc;
+      if (ch + kPrefetchAhead < channels) {
+        for (int i = 0; i < 4; ++i) {
+          const int64_t y = y0 + i;
+          if (y >= 0 && y < p.src_h && p.sw == 1)
+            prefetch_run(plane + kPrefetchAhead * p.sc + y * p.sh + x_base - p.pad_w, span);
+        }
+      }
       for (int i = 0; i < 4; ++i) {
         T* row = d + i * width;
         const int64_t y = y0 + i;
@@ -170,6 +204,9 @@ void transform_input(const WinogradConv<T>& p, int64_t tiles_w, int64_t tiles_pe
       }
       T* const b0 = b, *const b1 = b + width, *const b2 = b + 2 * width, *const b3 = b + 3 * width;
       const T* const d0 = d, *const d1 = d + width, *const d2 = d + 2 * width, *const d3 = d + 3 * width;
+      // Distinct rows of one buffer, which GCC cannot tell (it ignores
+      // __restrict on locals): scalar, this loop was the transform's hottest.
+#pragma omp simd
       for (int64_t x = x_base; x < x_base + span; ++x) {
         b0[x] = d0[x] - d2[x];
         b1[x] = d1[x] + d2[x];
@@ -182,6 +219,7 @@ void transform_input(const WinogradConv<T>& p, int64_t tiles_w, int64_t tiles_pe
         T* o1 = o0 + tap_stride;
         T* o2 = o1 + tap_stride;
         T* o3 = o2 + tap_stride;
+#pragma omp simd
         for (int64_t k = 0; k < count; ++k) {
           const T c0 = bi[2 * k], c1 = bi[2 * k + 1], c2 = bi[2 * k + 2], c3 = bi[2 * k + 3];
           o0[k] = c0 - c2;
@@ -237,7 +275,7 @@ void transform_output(const WinogradConv<T>& p, int64_t tiles_w, int64_t tiles_p
   }
 }
 
-enum class Scratch { weights, chunk, block, weight_products };
+enum class Scratch { weights, chunk, block, weight_products, weight_parts };
 
 // The 16 GEMMs of a chunk, M[tap] (+)= A[tap] x B[tap], for the (tap,
 // column tile) units [unit0, unit1): A[tap] (a_tap_stride apart) is read
@@ -252,14 +290,19 @@ void winograd_products(const IndirectKernel<T>& kernel, int64_t steps, int64_t c
                        const int64_t* step_off, const T* b, const T* a, T* m, int64_t unit0,
                        int64_t unit1, bool accumulate) {
   const int64_t mr = kernel.mr, nr = kernel.nr, ldm = col_tiles * nr;
+  const int64_t step_block =
+      std::max<int64_t>(16, kProductPanelBytes / (nr * static_cast<int64_t>(sizeof(T))));
   for (int64_t unit = unit0; unit < unit1; ++unit) {
     const int64_t tap = unit / col_tiles, ct = unit % col_tiles;
     const T* a_tap = a + tap * a_tap_stride;
     const T* panel = b + (tap * col_tiles + ct) * steps * nr;
     T* c = m + tap * m_rows * ldm + ct * nr;
-    for (int64_t r0 = 0; r0 < m_rows; r0 += mr)
-      kernel.run(steps, a_tap, row_off + r0, step_off, panel, nr, c + r0 * ldm, ldm, nullptr,
-                 accumulate);
+    for (int64_t k0 = 0; k0 < steps; k0 += step_block) {
+      const int64_t kc = std::min(step_block, steps - k0);
+      for (int64_t r0 = 0; r0 < m_rows; r0 += mr)
+        kernel.run(kc, a_tap, row_off + r0, step_off + k0, panel + k0 * nr, nr, c + r0 * ldm,
+                   ldm, nullptr, accumulate || k0 > 0);
+    }
   }
 }
 
@@ -369,9 +412,10 @@ void transform_grad_output(const T* go, int64_t gn, int64_t gc, int64_t gh, int6
   const bool transposes = set.transpose != nullptr && nr % lanes == 0;
   const int64_t tap_stride = col_tiles * count * nr;
   const int64_t width = (tiles_w + lanes - 1) / lanes * lanes;  // a run's tiles, rounded up
-  std::vector<T> buffer(static_cast<size_t>(kTaps * nr * width + 12 * tiles_w));
+  std::vector<T> buffer(static_cast<size_t>(kTaps * nr * width + 12 * tiles_w + lanes * nr));
   T* const rows = buffer.data();                 // [tap][j][tile]
   T* const g = rows + kTaps * nr * width;        // two gradient rows, then e and o
+  T* const tail = g + 12 * tiles_w;              // [lanes][nr]
   for (int64_t t = t0; t < t1;) {
     const int64_t tile = first + t;
     const int64_t n = tile / tiles_per_image, local = tile % tiles_per_image;
@@ -385,6 +429,10 @@ void transform_grad_output(const T* go, int64_t gn, int64_t gc, int64_t gh, int6
         // The two gradient rows: in place where both lie whole inside a
         // dense row, else copied with zeros past the edges.
         const T* src = go + n * gn + std::min(k, channels - 1) * gc + y * gh + x0 * gw;
+        if (k + kPrefetchAhead < channels && gw == 1) {
+          prefetch_run(src + kPrefetchAhead * gc, 2 * run);
+          if (y + 1 < out_h) prefetch_run(src + kPrefetchAhead * gc + gh, 2 * run);
+        }
         const T* g0 = src;
         const T* g1 = src + gh;
         if (k >= channels || gw != 1 || xs < 2 * run || y + 1 >= out_h) {
@@ -405,6 +453,9 @@ void transform_grad_output(const T* go, int64_t gn, int64_t gc, int64_t gh, int6
         // vectorises along the run.
         T* __restrict const e = g + 4 * run;  // [4][run]: a of rows 0..3
         T* __restrict const o = e + 4 * run;  // [4][run]: b of rows 0..3
+        // (GCC ignores __restrict on locals: without the pragma the
+        // deinterleave ran scalar.)
+#pragma omp simd
         for (int64_t i = 0; i < run; ++i) {
           const T g00 = g0[2 * i], g01 = g0[2 * i + 1], g10 = g1[2 * i], g11 = g1[2 * i + 1];
           e[i] = g00, e[run + i] = g00 + g10, e[2 * run + i] = g00 - g10, e[3 * run + i] = -g10;
@@ -417,10 +468,13 @@ void transform_grad_output(const T* go, int64_t gn, int64_t gc, int64_t gh, int6
           T* __restrict out1 = rows + ((r * 4 + 1) * nr + j) * width;
           T* __restrict out2 = rows + ((r * 4 + 2) * nr + j) * width;
           T* __restrict out3 = rows + ((r * 4 + 3) * nr + j) * width;
-          for (int64_t i = 0; i < run; ++i) out0[i] = a[i];
-          for (int64_t i = 0; i < run; ++i) out1[i] = a[i] + b[i];
-          for (int64_t i = 0; i < run; ++i) out2[i] = a[i] - b[i];
-          for (int64_t i = 0; i < run; ++i) out3[i] = -b[i];
+#pragma omp simd
+          for (int64_t i = 0; i < run; ++i) {
+            out0[i] = a[i];
+            out1[i] = a[i] + b[i];
+            out2[i] = a[i] - b[i];
+            out3[i] = -b[i];
+          }
         }
       }
       for (int tap = 0; tap < kTaps; ++tap) {
@@ -431,6 +485,16 @@ void transform_grad_output(const T* go, int64_t gn, int64_t gc, int64_t gh, int6
           for (; i + lanes <= run; i += lanes)
             for (int64_t j = 0; j < nr; j += lanes)
               set.transpose(src + j * width + i, width, dst + i * nr + j, nr);
+        if (transposes && i < run) {
+          // The run's last, partial block of tiles: transposed whole into
+          // `tail` (the rows' columns past the run hold stale values), its
+          // first rows copied out.  Element by element, the 12 tiles left
+          // of a 28-tile run took a quarter of the transform.
+          for (int64_t j = 0; j < nr; j += lanes)
+            set.transpose(src + j * width + i, width, tail + j, nr);
+          std::memcpy(dst + i * nr, tail, sizeof(T) * (run - i) * nr);
+          i = run;
+        }
         for (; i < run; ++i)
           for (int64_t j = 0; j < nr; ++j) dst[i * nr + j] = src[j * width + i];
       }
@@ -588,14 +652,74 @@ void conv2d_weight_backward_winograd(const at::Tensor& grad_output, const at::Te
   const int64_t tiles_h = (s.out_h + 1) / 2, tiles_w = (s.out_w + 1) / 2;
   const int64_t tiles_per_image = tiles_h * tiles_w, tiles = s.batch * tiles_per_image;
 
-  T* const m = thread_scratch<Scratch::weight_products, T>(kTaps * c_rows * ldm);
   const int64_t tile_bytes = kTaps * (channels + ldm) * static_cast<int64_t>(sizeof(T));
+  const int64_t m_size = kTaps * c_rows * ldm;
+  const int64_t line = 64 / static_cast<int64_t>(sizeof(T));
+  const T* go = grad_output.const_data_ptr<T>();
+  const auto transform_tiles = [&](int64_t first, int64_t t0, int64_t t1, int64_t count,
+                                   int64_t rows, T* v, T* gt) {
+    transform_input(p, tiles_w, tiles_per_image, first, t0, t1, rows, v);
+    transform_grad_output(go, grad_output.stride(0), grad_output.stride(1), grad_output.stride(2),
+                          grad_output.stride(3), out_channels, s.out_h, s.out_w, tiles_w,
+                          tiles_per_image, first, t0, t1, count, nr, col_tiles, gt);
+  };
+  T* dw = grad_weight.data_ptr<T>();
+  const auto finish = [&](const T* m) {
+    at::parallel_for(0, channels, 1, [&](int64_t c0, int64_t c1) {
+      transform_weight_products(m, c_rows, ldm, c0, c1, out_channels, dw, grad_weight.stride(0),
+                                grad_weight.stride(1), grad_weight.stride(2),
+                                grad_weight.stride(3));
+    });
+  };
+
+  if (m_size * static_cast<int64_t>(sizeof(T)) <= kMaxFusedProductBytes) {
+    // Small products: the tiles fall into kWeightParts fixed parts (the
+    // same for any thread count), each taken by one task a block at a time
+    // through both transforms and the products, into the part's own M;
+    // the parts' M are then added in order.  V and Gt stay in the task's
+    // L2 instead of passing through L3 (the chunked path below ran ResNet
+    // layer1's grad_weight below the GEMM's speed on an Intel machine).
+    const int64_t parts = std::min(tiles, kWeightParts);
+    const int64_t block = std::min(tiles, std::max<int64_t>(mr, kBlockBytes / tile_bytes));
+    const int64_t block_rows = ((block + line - 1) / line | 1) * line;
+    T* const m_parts = thread_scratch<Scratch::weight_parts, T>(parts * m_size);
+    at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+      T* const v = thread_scratch<Scratch::block, T>(kTaps * (channels * block_rows + block * ldm));
+      T* const gt = v + kTaps * channels * block_rows;
+      std::vector<int64_t> offsets(static_cast<size_t>(c_rows + block));
+      int64_t* const row_off = offsets.data();
+      int64_t* const step_off = row_off + c_rows;
+      for (int64_t t = 0; t < block; ++t) step_off[t] = t;
+      for (int64_t part = begin; part < end; ++part) {
+        const int64_t lo = part * tiles / parts, hi = (part + 1) * tiles / parts;
+        for (int64_t first = lo; first < hi; first += block) {
+          const int64_t count = std::min(block, hi - first);
+          const int64_t rows = ((count + line - 1) / line | 1) * line;
+          for (int64_t c = 0; c < c_rows; ++c) row_off[c] = (c < channels ? c : 0) * rows;
+          transform_tiles(first, 0, count, count, rows, v, gt);
+          winograd_products(kernel, count, col_tiles, c_rows, channels * rows, row_off, step_off,
+                            gt, v, m_parts + part * m_size, 0, kTaps * col_tiles, first > lo);
+        }
+      }
+    });
+    T* const m = thread_scratch<Scratch::weight_products, T>(m_size);
+    at::parallel_for(0, m_size, 4096, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        T sum = m_parts[i];
+        for (int64_t part = 1; part < parts; ++part) sum += m_parts[part * m_size + i];
+        m[i] = sum;
+      }
+    });
+    finish(m);
+    return;
+  }
+
+  T* const m = thread_scratch<Scratch::weight_products, T>(m_size);
   const int64_t chunk = std::min(tiles, std::max<int64_t>(1, kChunkBytes / tile_bytes));
   // V's rows (one channel's tiles) are an odd number of cache lines apart:
   // the micro-kernel reads MR of them side by side, and rows a multiple of
   // 4 KiB apart all fall in the same L1 sets (ResNet layer1's 1024-tile
   // chunks ran 2.3x slower).
-  const int64_t line = 64 / static_cast<int64_t>(sizeof(T));
   const int64_t row_stride = ((chunk + line - 1) / line) | 1;
   T* const v = thread_scratch<Scratch::chunk, T>(kTaps * (channels * row_stride * line + chunk * ldm));
   T* const gt = v + kTaps * channels * row_stride * line;
@@ -603,7 +727,6 @@ void conv2d_weight_backward_winograd(const at::Tensor& grad_output, const at::Te
   int64_t* const row_off = offsets.data();
   int64_t* const step_off = row_off + c_rows;
   for (int64_t t = 0; t < chunk; ++t) step_off[t] = t;
-  const T* go = grad_output.const_data_ptr<T>();
   const int64_t threads = at::get_num_threads();
   for (int64_t first = 0; first < tiles; first += chunk) {
     const int64_t count = std::min(chunk, tiles - first);
@@ -613,11 +736,7 @@ void conv2d_weight_backward_winograd(const at::Tensor& grad_output, const at::Te
     for (int64_t c = 0; c < c_rows; ++c) row_off[c] = (c < channels ? c : 0) * rows;
     const int64_t grain = std::max<int64_t>(1, count / (4 * threads));
     at::parallel_for(0, count, grain, [&](int64_t t0, int64_t t1) {
-      transform_input(p, tiles_w, tiles_per_image, first, t0, t1, rows, v);
-      transform_grad_output(go, grad_output.stride(0), grad_output.stride(1),
-                            grad_output.stride(2), grad_output.stride(3), out_channels, s.out_h,
-                            s.out_w, tiles_w, tiles_per_image, first, t0, t1, count, nr,
-                            col_tiles, gt);
+      transform_tiles(first, t0, t1, count, rows, v, gt);
     });
     const bool accumulate = first > 0;
     at::parallel_for(0, kTaps * col_tiles, 1, [&](int64_t begin, int64_t end) {
@@ -625,12 +744,7 @@ void conv2d_weight_backward_winograd(const at::Tensor& grad_output, const at::Te
                         v, m, begin, end, accumulate);
     });
   }
-  T* dw = grad_weight.data_ptr<T>();
-  at::parallel_for(0, channels, 1, [&](int64_t c0, int64_t c1) {
-    transform_weight_products(m, c_rows, ldm, c0, c1, out_channels, dw, grad_weight.stride(0),
-                              grad_weight.stride(1), grad_weight.stride(2),
-                              grad_weight.stride(3));
-  });
+  finish(m);
 }
 
 #define PYCNN_INSTANTIATE(T)                                                                  \
