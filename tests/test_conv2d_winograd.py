@@ -39,10 +39,11 @@ CHUNKED = [(1, 128, 12, 12, 160, 1, True, False), (2, 128, 44, 43, 160, 1, False
 
 # grad_weight takes Winograd from 64 channels on each side, with rows of 16
 # or more outputs or 128 x 128 channels: a row of 19 (partial column tiles
-# of 72), short rows of a large filter, and 8 parts of 4-5 blocks of tiles
-# each, the last block of each part partial (all fused: products M of 2 MiB
-# or less, as are the CHUNKED cases'); then products past 2 MiB (256 x 260
-# channels), which take chunks of tiles, here two.
+# of 72), short rows of a large filter, and 8 parts of several blocks of
+# tiles each, the last block of each part partial (products M that fit a
+# core's L2 take this fused path: the 64 x 64 case's 270 KB on any machine,
+# the others' 0.5-1.6 MB where the L2 holds them); then products past 2 MiB
+# (256 x 260 channels), which always take chunks of tiles, here two.
 WEIGHT_CASES = [(2, 64, 17, 19, 72, 1, True, False), (2, 128, 12, 11, 130, 2, False, True),
                 (2, 64, 95, 97, 64, 1, True, False), (2, 256, 24, 24, 260, 1, True, True)]
 

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <initializer_list>
 
+#include <unistd.h>
+
 namespace pycnn {
 
 namespace {
@@ -49,6 +51,17 @@ const char* cpu_isa_name(CpuIsa isa) {
     case CpuIsa::avx2: return "avx2";
     default: return "generic";
   }
+}
+
+long l2_cache_bytes() {
+  static const long bytes = [] {
+    long reported = 0;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    reported = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return reported > 0 ? reported : 1L << 20;
+  }();
+  return bytes;
 }
 
 bool parse_cpu_isa(const char* name, CpuIsa* isa) {

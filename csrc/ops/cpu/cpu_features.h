@@ -20,4 +20,8 @@ const char* cpu_isa_name(CpuIsa isa);
 // Parses a name from cpu_isa_name; returns false if it is not one.
 bool parse_cpu_isa(const char* name, CpuIsa* isa);
 
+// Bytes of one core's L2 cache, as the C library reports it (1 MiB where it
+// reports none), for working sets sized to stay there.
+long l2_cache_bytes();
+
 }  // namespace pycnn
