@@ -50,6 +50,17 @@ def relative_error(ours, reference):
     return ((ours.double() - reference).abs().max() / reference.abs().max().clamp_min(1e-30)).item()
 
 
+def random_leaves(spec, dtype, seed, layout=torch.contiguous_format):
+    """Input, weight and bias for a case (popping its "shape" and "weight"),
+    in `dtype` and in float64, all requiring grad."""
+    torch.manual_seed(seed)
+    x64 = torch.randn(spec.pop("shape"), dtype=torch.float64).contiguous(memory_format=layout)
+    w64 = torch.randn(spec.pop("weight"), dtype=torch.float64)
+    b64 = torch.randn(w64.shape[0], dtype=torch.float64)
+    ours = tuple(t.to(dtype).requires_grad_() for t in (x64, w64, b64))
+    return ours, tuple(t.requires_grad_() for t in (x64, w64, b64))
+
+
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
 @pytest.mark.parametrize("seed", range(4))
@@ -162,12 +173,7 @@ NARROW_CASES = {
 def test_few_channel_convolutions_match_torch(case, dtype, tolerance, isa):
     pycnn.set_cpu_isa(isa)
     spec = dict(NARROW_CASES[case])
-    torch.manual_seed(7)
-    x64 = torch.randn(spec.pop("shape"), dtype=torch.float64)
-    w64 = torch.randn(spec.pop("weight"), dtype=torch.float64)
-    b64 = torch.randn(w64.shape[0], dtype=torch.float64)
-    x, w, b = (t.to(dtype).requires_grad_() for t in (x64, w64, b64))
-    x64, w64, b64 = (t.requires_grad_() for t in (x64, w64, b64))
+    (x, w, b), (x64, w64, b64) = random_leaves(spec, dtype, 7)
     out = F.conv2d(x, w, b, **spec)
     ref = TF.conv2d(x64, w64, b64, **spec)
     assert relative_error(out, ref) <= tolerance
@@ -204,12 +210,7 @@ SMALL_IMAGE_CASES = {
 def test_small_image_convolutions_match_torch(case, dtype, tolerance, layout, isa, threads):
     pycnn.set_cpu_isa(isa)
     spec = dict(SMALL_IMAGE_CASES[case])
-    torch.manual_seed(11)
-    x64 = torch.randn(spec.pop("shape"), dtype=torch.float64).contiguous(memory_format=layout)
-    w64 = torch.randn(spec.pop("weight"), dtype=torch.float64)
-    b64 = torch.randn(w64.shape[0], dtype=torch.float64)
-    x, w, b = (t.to(dtype).requires_grad_() for t in (x64, w64, b64))
-    x64, w64, b64 = (t.requires_grad_() for t in (x64, w64, b64))
+    (x, w, b), (x64, w64, b64) = random_leaves(spec, dtype, 11, layout)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -250,12 +251,7 @@ def test_pointwise_convolutions_match_torch(case, dtype, tolerance, isa, relu):
     pycnn.set_cpu_isa(isa)
     spec = dict(POINTWISE_CASES[case])
     passes = spec.pop("passes")
-    torch.manual_seed(13)
-    x64 = torch.randn(spec.pop("shape"), dtype=torch.float64)
-    w64 = torch.randn(spec.pop("weight"), dtype=torch.float64)
-    b64 = torch.randn(w64.shape[0], dtype=torch.float64)
-    x, w, b = (t.to(dtype).requires_grad_() for t in (x64, w64, b64))
-    x64, w64, b64 = (t.requires_grad_() for t in (x64, w64, b64))
+    (x, w, b), (x64, w64, b64) = random_leaves(spec, dtype, 13)
     before = pycnn._extension.pointwise_conv_passes()
     out = (F.conv2d_relu if relu else F.conv2d)(x, w, b, **spec)
     g = torch.randn(out.shape, dtype=torch.float64)

@@ -86,6 +86,8 @@ bool is_channels_last(const at::Tensor& t) {
   return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
+bool is_plain_nchw(const at::Tensor& t) { return t.is_contiguous() && !is_channels_last(t); }
+
 namespace {
 std::atomic<bool> poison_enabled{false};
 }

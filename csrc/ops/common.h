@@ -49,6 +49,10 @@ void check_grad_output_shape(const at::Tensor& grad_output, c10::IntArrayRef exp
 // apply the same rule so that eager and compiled strides agree.
 bool is_channels_last(const at::Tensor& t);
 
+// Dense NCHW: what the CPU kernels that read whole rows of each channel
+// plane (the narrow and 1x1 paths) take.
+bool is_plain_nchw(const at::Tensor& t);
+
 // Test mode: every output the kernels allocate is first filled with NaN
 // (indices with -1), so that an element a kernel forgets to write shows up
 // in a comparison instead of passing by luck as uninitialised zeros.

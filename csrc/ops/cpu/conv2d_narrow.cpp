@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../activation.h"
+#include "../common.h"
 #include "conv2d_gemm.h"
 #include "gemm/kernel_set.h"
 #include "strides.h"
@@ -154,8 +155,6 @@ void run_lane_conv(const LaneConv<T>& p, WeightAt weight_at) {
   });
 }
 
-bool plain_nchw(const at::Tensor& t) { return t.is_contiguous() && !is_channels_last(t); }
-
 std::vector<LanePass> forward_passes(const Conv2dShape& s) {
   LanePass pass{{}, s.out_h, s.out_w, s.stride_h, 0, 0, 1, 1};
   for (int64_t r = 0; r < s.kernel_h; ++r)
@@ -204,14 +203,14 @@ bool padded_copy_fits(const std::vector<LanePass>& passes, int64_t channels, int
 bool conv2d_forward_narrow_suits(const Conv2dShape& s, const at::Tensor& input,
                                  const at::Tensor& output) {
   return s.groups == 1 && s.out_channels <= kMaxLaneRows && s.stride_w == 1 &&
-         plain_nchw(input) && plain_nchw(output) &&
+         is_plain_nchw(input) && is_plain_nchw(output) &&
          padded_copy_fits(forward_passes(s), s.in_channels, s.in_h, s.in_w, input);
 }
 
 bool conv2d_input_backward_narrow_suits(const Conv2dShape& s, const at::Tensor& grad_output,
                                         const at::Tensor& grad_input) {
-  return s.groups == 1 && s.in_channels <= kMaxLaneRows && plain_nchw(grad_output) &&
-         plain_nchw(grad_input) &&
+  return s.groups == 1 && s.in_channels <= kMaxLaneRows && is_plain_nchw(grad_output) &&
+         is_plain_nchw(grad_input) &&
          padded_copy_fits(input_backward_passes(s), s.out_channels, s.out_h, s.out_w, grad_output);
 }
 

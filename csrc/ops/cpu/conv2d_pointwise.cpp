@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "../activation.h"
@@ -194,8 +195,6 @@ void run_pointwise(const PointwiseProduct<T>& p) {
   });
 }
 
-bool plain_nchw(const at::Tensor& t) { return t.is_contiguous() && !is_channels_last(t); }
-
 bool pointwise_shape(const Conv2dShape& s) {
   return cpu_conv_kernels() == kCpuConvKernelsAuto && s.groups == 1 && s.kernel_h == 1 && s.kernel_w == 1 && s.pad_h == 0 && s.pad_w == 0;
 }
@@ -205,13 +204,14 @@ bool pointwise_shape(const Conv2dShape& s) {
 bool conv2d_forward_pointwise_suits(const Conv2dShape& s, const at::Tensor& input,
                                     const at::Tensor& output) {
   return pointwise_shape(s) && s.in_channels > 0 && s.out_h * s.out_w >= kMinPlanePixels &&
-         plain_nchw(input) && plain_nchw(output);
+         is_plain_nchw(input) && is_plain_nchw(output);
 }
 
 bool conv2d_input_backward_pointwise_suits(const Conv2dShape& s, const at::Tensor& grad_output,
                                            const at::Tensor& grad_input) {
   return pointwise_shape(s) && s.stride_h == 1 && s.stride_w == 1 && s.out_channels > 0 &&
-         s.in_h * s.in_w >= kMinPlanePixels && plain_nchw(grad_output) && plain_nchw(grad_input);
+         s.in_h * s.in_w >= kMinPlanePixels && is_plain_nchw(grad_output) &&
+         is_plain_nchw(grad_input);
 }
 
 template <typename T>
